@@ -1,0 +1,41 @@
+# BimRide: `make run` starts everything, `make test` runs the suite. Both bring their own
+# PostgreSQL unless DATABASE_URL is set.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DB_URL = $${DATABASE_URL:-$$($(PY) -m bimride.devdb start)}
+
+.PHONY: run test lint fmt bench-jobs db-start db-stop db-status clean
+
+$(VENV)/.installed: requirements.txt
+	@echo "==> installing the pinned requirements into $(VENV)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	@export DATABASE_URL="$(DB_URL)" && $(PY) manage.py run_all
+
+test: venv
+	@export DATABASE_URL="$(DB_URL)" && $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench-jobs: venv
+	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.jobs $(BENCH_ARGS)
+
+db-start: venv
+	@$(PY) -m bimride.devdb start
+db-stop: venv
+	@$(PY) -m bimride.devdb stop
+db-status: venv
+	@$(PY) -m bimride.devdb status
