@@ -1,0 +1,104 @@
+"""API plumbing shared by every app: the error shape, pagination and idempotent writes."""
+
+import functools
+import hashlib
+import json
+import logging
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import connection
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from bimride.errors import BimRideError, Conflict, ValidationError
+from bimride.models import IdempotentRequest
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def exception_handler(exc, context):
+    """Render every known error as `{"error": {code, message, fields}}`; the rest are 500s."""
+    if isinstance(exc, BimRideError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        exc = exceptions.ParseError("The request body is too large.", code="too_large")
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = error_body("invalid", "Invalid input.", fields)
+    else:
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        response.data = error_body(code, str(exc.detail))
+    return response
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+def _fingerprint(request) -> str:
+    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    digest.update(json.dumps(request.data, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def idempotent(view_method):
+    """Make a creating POST replay its first response for a repeated `Idempotency-Key`.
+
+    Runs inside the request's transaction (ATOMIC_REQUESTS): the key is claimed with an insert
+    that a racing duplicate waits on, so of two racing requests one creates and the other
+    replays. Error responses roll the claim back, so a corrected request can reuse the key.
+    """
+
+    @functools.wraps(view_method)
+    def wrapper(self, request, *args, **kwargs):
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return view_method(self, request, *args, **kwargs)
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            raise ValidationError(
+                "Idempotency-Key must be 1 to 255 printable characters.",
+                code="invalid_idempotency_key",
+            )
+        user_id = request.user.pk if request.user.is_authenticated else None
+        fingerprint = _fingerprint(request)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {IdempotentRequest._meta.db_table} (user_id, key, fingerprint,"
+                " created_at) VALUES (%s, %s, %s, now()) ON CONFLICT DO NOTHING RETURNING id",
+                [user_id, key, fingerprint],
+            )
+            claimed = cursor.fetchone()
+        if claimed is None:
+            first = IdempotentRequest.objects.get(user_id=user_id, key=key)
+            if first.fingerprint != fingerprint:
+                raise Conflict(
+                    "This Idempotency-Key was used for a different request.",
+                    code="idempotency_key_reused",
+                )
+            return Response(
+                first.body, status=first.status_code, headers={"Idempotent-Replayed": "true"}
+            )
+        response = view_method(self, request, *args, **kwargs)
+        if status.is_success(response.status_code):
+            body = json.loads(JSONRenderer().render(response.data) or b"null")
+            IdempotentRequest.objects.filter(pk=claimed[0]).update(
+                status_code=response.status_code, body=body
+            )
+        return response
+
+    return wrapper

@@ -1,0 +1,183 @@
+"""Ops staff's view of the job system: the ledger, audit trails and dead-letter actions."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from bimride.errors import BimRideError
+from bimride.jobs import services
+from bimride.jobs.models import DeadLetter, Job, JobEvent
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    fields = ["at", "state", "attempt", "worker", "actor", "error", "note"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "name", "queue", "state", "attempts", "created_at", "run_at", "finished_at",
+        "trace_id",
+    ]  # fmt: skip
+    list_filter = ["state", "queue", "name", "created_at"]
+    search_fields = ["=id", "=idempotency_key", "=trace_id", "subject"]
+    date_hierarchy = "created_at"
+    inlines = [JobEventInline]
+    actions = ["cancel_jobs"]
+    readonly_fields = [f.name for f in Job._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Cancel the selected queued or retrying jobs")
+    def cancel_jobs(self, request, queryset):
+        _apply(request, queryset, lambda job: services.job_cancel(job_id=job.pk, user=request.user))
+
+
+def _apply(request, queryset, operation) -> None:
+    done, refused = 0, []
+    for obj in queryset:
+        try:
+            operation(obj)
+            done += 1
+        except BimRideError as error:
+            refused.append(f"#{obj.pk}: {error.message}")
+    if done:
+        messages.success(request, f"{done} done.")
+    if refused:
+        messages.warning(request, "Refused: " + "; ".join(refused))
+
+
+class EditPayloadForm(forms.Form):
+    payload = forms.CharField(widget=forms.Textarea(attrs={"rows": 12, "cols": 80}))
+    note = forms.CharField(required=False)
+
+    def clean_payload(self) -> dict:
+        try:
+            payload = json.loads(self.cleaned_data["payload"])
+        except ValueError as error:
+            raise forms.ValidationError(f"Not valid JSON: {error}") from None
+        if not isinstance(payload, dict):
+            raise forms.ValidationError("The payload must be a JSON object.")
+        return payload
+
+
+class DiscardForm(forms.Form):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}))
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "name", "queue", "error_class", "attempts", "created_at", "resolution", "job_link",
+        "retry_link",
+    ]  # fmt: skip
+    list_filter = ["resolution", "queue", "name", "error_class", "created_at"]
+    search_fields = ["=job__id", "error_message", "=job__trace_id"]
+    actions = ["retry", "discard"]
+    readonly_fields = [
+        "job_link", "name", "queue", "payload", "error_class", "error_message", "traceback",
+        "attempts", "history", "created_at", "resolution", "resolved_at", "resolved_by", "note",
+        "retry_link",
+    ]  # fmt: skip
+    exclude = ["job", "retry_job"]
+    change_form_template = "admin/jobs/deadletter/change_form.html"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="job")
+    def job_link(self, obj: DeadLetter):
+        url = reverse("admin:jobs_job_change", args=[obj.job_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.job_id)
+
+    @admin.display(description="retried as")
+    def retry_link(self, obj: DeadLetter):
+        if obj.retry_job_id is None:
+            return "-"
+        url = reverse("admin:jobs_job_change", args=[obj.retry_job_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.retry_job_id)
+
+    @admin.action(description="Retry the selected dead letters (same payload)")
+    def retry(self, request, queryset):
+        _apply(
+            request,
+            queryset,
+            lambda dl: services.deadletter_retry(dead_letter_id=dl.pk, user=request.user),
+        )
+
+    @admin.action(description="Discard the selected dead letters")
+    def discard(self, request, queryset):
+        if "apply" in request.POST:
+            form = DiscardForm(request.POST)
+            if form.is_valid():
+                note = form.cleaned_data["note"]
+                _apply(
+                    request,
+                    queryset,
+                    lambda dl: services.deadletter_discard(
+                        dead_letter_id=dl.pk, user=request.user, note=note
+                    ),
+                )
+                return None
+        else:
+            form = DiscardForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Discard dead letters",
+            "form": form,
+            "queryset": queryset,
+            "action": "discard",
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/jobs/deadletter/discard.html", context)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:dead_letter_id>/retry-edited/",
+                self.admin_site.admin_view(self.retry_edited_view),
+                name="jobs_deadletter_retry_edited",
+            )
+        ]
+        return own + super().get_urls()
+
+    def retry_edited_view(self, request, dead_letter_id: int):
+        dead_letter = get_object_or_404(DeadLetter, pk=dead_letter_id)
+        if request.method == "POST":
+            form = EditPayloadForm(request.POST)
+            if form.is_valid():
+                try:
+                    job = services.deadletter_retry(
+                        dead_letter_id=dead_letter.pk,
+                        user=request.user,
+                        payload=form.cleaned_data["payload"],
+                        note=form.cleaned_data["note"],
+                    )
+                except BimRideError as error:
+                    fields = "; ".join(f"{k}: {v}" for k, v in error.fields.items())
+                    form.add_error("payload", f"{error.message} {fields}".strip())
+                else:
+                    messages.success(request, f"Retried as job #{job.pk}.")
+                    return redirect("admin:jobs_job_change", job.pk)
+        else:
+            form = EditPayloadForm(initial={"payload": json.dumps(dead_letter.payload, indent=2)})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Retry dead letter {dead_letter.pk} with an edited payload",
+            "form": form,
+            "dead_letter": dead_letter,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/jobs/deadletter/retry_edited.html", context)

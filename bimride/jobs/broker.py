@@ -1,0 +1,138 @@
+"""The one module that talks to django-q2. It carries job ids, nothing else.
+
+`push()` writes a django-q2 ORM-broker row for a job, invisible until the job is due (its `lock`
+is the due time), and wakes idle pushers with NOTIFY. `PostgresBroker` is the broker the
+`qcluster` processes pull with: one statement claims a batch with SKIP LOCKED in due order, and
+an idle pusher waits on LISTEN (bounded by the next due time) instead of sleeping a poll interval.
+"""
+
+import contextlib
+import logging
+import time
+import uuid
+
+from django.db import DatabaseError, connection
+from django.utils import timezone
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
+from django_q.exceptions import TimeoutException
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+logger = logging.getLogger(__name__)
+
+RUN_JOB = "bimride.jobs.runner.run_job"
+QUEUE_TABLE = OrmQ._meta.db_table
+WorkerTimeout = TimeoutException  # raised in a worker when an attempt outlives its timeout
+
+
+def channel(queue: str) -> str:
+    return f"bimride_jobs_{queue}"
+
+
+def _package(job_id: int, name: str, timeout: int) -> str:
+    task = {
+        "id": uuid.uuid4().hex,
+        "name": f"{name}#{job_id}",
+        "func": RUN_JOB,
+        "args": (job_id,),
+        "kwargs": {},
+        "timeout": timeout,
+        "started": timezone.now(),
+    }
+    return SignedPackage.dumps(task)
+
+
+def push(*, job_id: int, name: str, queue: str, timeout: int, run_at) -> None:
+    """Hand a job to its queue, due at `run_at`, and mark it dispatched.
+
+    Inside a transaction (a retry being scheduled) the row, the mark and the wake-up all commit
+    with it; after a commit (a new job) it is one autocommit statement.
+    """
+    from bimride.jobs.models import Job
+
+    with connection.cursor() as cursor:
+        # The INSERT runs as a data-modifying CTE; joining the pg_notify() row makes PostgreSQL
+        # evaluate the wake-up in the same statement.
+        cursor.execute(
+            f"WITH pushed AS (INSERT INTO {QUEUE_TABLE} (key, payload, lock)"
+            f" VALUES (%s, %s, %s) RETURNING id)"
+            f" UPDATE {Job._meta.db_table} SET dispatched_at = now()"
+            f" FROM (SELECT pg_notify(%s, '')) AS wake, pushed WHERE {Job._meta.db_table}.id = %s",
+            [queue, _package(job_id, name, timeout), run_at, channel(queue), job_id],
+        )
+
+
+def _db_error(what: str) -> None:
+    logger.warning("broker: database unavailable during %s; retrying", what, exc_info=True)
+    connection.close()
+    time.sleep(1)
+
+
+class PostgresBroker(ORM):
+    """django-q2's ORM broker with due-time order, SKIP LOCKED batches and LISTEN/NOTIFY."""
+
+    _listener = None
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._listener = None
+
+    def dequeue(self):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {QUEUE_TABLE} SET lock = now() + make_interval(secs => %s)"
+                    f" WHERE id IN (SELECT id FROM {QUEUE_TABLE} WHERE key = %s AND lock <= now()"
+                    f" ORDER BY lock LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, payload",
+                    [Conf.RETRY, self.list_key, Conf.BULK],
+                )
+                tasks = cursor.fetchall()
+            if tasks:
+                return tasks
+            self._wait()
+        except DatabaseError:
+            self._drop_listener()
+            _db_error("dequeue")
+        return None
+
+    def _wait(self) -> None:
+        """Sleep until NOTIFY, the next due row, or the poll interval, whichever comes first."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT EXTRACT(EPOCH FROM min(lock) - now()) FROM {QUEUE_TABLE} WHERE key = %s",
+                [self.list_key],
+            )
+            (next_due,) = cursor.fetchone()
+        timeout = Conf.POLL if next_due is None else min(Conf.POLL, max(float(next_due), 0.005))
+        for _ in self._listen().notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def _listen(self):
+        if self._listener is None or self._listener.closed:
+            listener = connection.get_new_connection(connection.get_connection_params())
+            listener.autocommit = True
+            listener.execute(f'LISTEN "{channel(self.list_key)}"')
+            self._listener = listener
+        return self._listener
+
+    def _drop_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):  # already broken: we only want it gone
+                self._listener.close()
+            self._listener = None
+
+    def delete(self, task_id) -> None:
+        while True:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"DELETE FROM {QUEUE_TABLE} WHERE id = %s", [task_id])
+                return
+            except DatabaseError:
+                _db_error("acknowledge")
+
+    def acknowledge(self, task_id) -> None:
+        self.delete(task_id)
+
+    def fail(self, task_id) -> None:
+        self.delete(task_id)

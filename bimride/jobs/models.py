@@ -1,0 +1,123 @@
+"""The job ledger (also the outbox), its audit trail and the dead letters."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Job(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        RETRYING = "retrying"
+        DEAD = "dead"
+        CANCELLED = "cancelled"
+
+    name = models.CharField(max_length=100)
+    queue = models.CharField(max_length=20)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField()
+    timeout = models.PositiveIntegerField()  # seconds per attempt
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    trace_id = models.CharField(max_length=64, blank=True)
+    subject = models.CharField(max_length=64, blank=True)  # "ride:42": whose job this is
+    created_at = models.DateTimeField(default=timezone.now)
+    run_at = models.DateTimeField(default=timezone.now)  # when the next attempt is due
+    dispatched_at = models.DateTimeField(null=True, blank=True)  # pushed to the broker
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=100, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    progress = models.JSONField(null=True, blank=True)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["state", "queue", "run_at"], name="job_state_queue_idx"),
+            models.Index(fields=["name", "created_at"], name="job_name_idx"),
+            models.Index(fields=["subject"], name="job_subject_idx"),
+            models.Index(fields=["trace_id"], name="job_trace_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="job_undispatched_idx",
+                condition=Q(dispatched_at__isnull=True, state__in=["queued", "retrying"]),
+            ),
+            models.Index(
+                fields=["lease_expires_at"], name="job_running_idx", condition=Q(state="running")
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="job_max_attempts_pos")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name} ({self.state})"
+
+
+class JobEvent(models.Model):
+    """One state change of a job: the audit trail, with the attempt's worker and error."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    state = models.CharField(max_length=20)
+    attempt = models.PositiveIntegerField(default=0)
+    at = models.DateTimeField(default=timezone.now)
+    worker = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    note = models.TextField(blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.state} (attempt {self.attempt})"
+
+
+class DeadLetter(models.Model):
+    """A job that failed for good, kept until ops staff retry or discard it."""
+
+    class Resolution(models.TextChoices):
+        OPEN = "", "open"
+        RETRIED = "retried"
+        DISCARDED = "discarded"
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="dead_letter")
+    name = models.CharField(max_length=100)
+    queue = models.CharField(max_length=20)
+    payload = models.JSONField(default=dict)
+    error_class = models.CharField(max_length=200)
+    error_message = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField()
+    history = models.JSONField(default=list)  # [{attempt, at, worker, error}]
+    created_at = models.DateTimeField(default=timezone.now)
+    resolution = models.CharField(
+        max_length=20, choices=Resolution.choices, default=Resolution.OPEN, blank=True
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    note = models.TextField(blank=True)
+    retry_job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["resolution", "created_at"], name="deadletter_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.job_id}: {self.error_class}"

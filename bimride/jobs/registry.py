@@ -1,0 +1,142 @@
+"""The registry of job types: `@job` declares a handler, its queue, retry, timeout and payload."""
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from rest_framework import serializers
+
+from bimride.jobs.retry import DEFAULT_RETRY, RetryPolicy
+
+
+class JobPayloadError(ValueError):
+    """A payload that does not fit its job's schema; raised at the call site, nothing stored."""
+
+    def __init__(self, name: str, errors: dict):
+        super().__init__(f"Invalid payload for {name}: {json.dumps(errors, default=str)}")
+        self.errors = errors
+
+
+class UnknownJob(LookupError):
+    pass
+
+
+@dataclass
+class JobContext:
+    """What a handler knows of the attempt it runs in."""
+
+    job_id: int
+    name: str
+    queue: str
+    attempt: int
+    trace_id: str
+    idempotency_key: str  # the job's key, or one derived from its id: pass it to external calls
+
+
+@dataclass
+class JobType:
+    name: str
+    func: Callable[[dict, JobContext], object]
+    queue: str
+    retry: RetryPolicy
+    timeout: int
+    payload: type[serializers.Serializer] | None
+    on: tuple[str, ...] = ()
+    subject: str | None = None  # e.g. "ride": the job belongs to ride payload["ride_id"]
+    atomic: bool = True  # run the handler and record success in one transaction
+    on_dead: Callable[[dict, str], None] | None = field(default=None, repr=False)
+
+    def __call__(self, payload: dict, ctx: JobContext):
+        return self.func(payload, ctx)
+
+    def validate(self, payload: dict) -> dict:
+        """The payload, checked against the schema and proven to survive a JSON round trip."""
+        if not isinstance(payload, dict):
+            raise JobPayloadError(self.name, {"payload": ["Must be a JSON object."]})
+        if self.payload is not None:
+            serializer = self.payload(data=payload)
+            if not serializer.is_valid():
+                raise JobPayloadError(self.name, serializer.errors)
+        try:
+            return json.loads(json.dumps(payload))
+        except (TypeError, ValueError) as error:
+            raise JobPayloadError(self.name, {"payload": [str(error)]}) from None
+
+    def subject_of(self, payload: dict) -> str:
+        if self.subject and payload.get(f"{self.subject}_id") is not None:
+            return f"{self.subject}:{payload[f'{self.subject}_id']}"
+        return ""
+
+    def enqueue(
+        self,
+        payload: dict | None = None,
+        *,
+        delay: timedelta | None = None,
+        run_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ):
+        from bimride.jobs.enqueue import enqueue
+
+        return enqueue(
+            self.name, payload, delay=delay, run_at=run_at, idempotency_key=idempotency_key
+        )
+
+
+_types: dict[str, JobType] = {}
+_subscribers: dict[str, list[JobType]] = defaultdict(list)
+
+
+def job(
+    name: str,
+    *,
+    queue: str = "default",
+    retry: RetryPolicy = DEFAULT_RETRY,
+    timeout: int = 60,
+    payload: type[serializers.Serializer] | None = None,
+    on: str | tuple[str, ...] = (),
+    subject: str | None = None,
+    atomic: bool = True,
+    on_dead: Callable[[dict, str], None] | None = None,
+) -> Callable[[Callable], JobType]:
+    """Register the decorated function as job type `name` ("app.verb_noun", never renamed).
+
+    `on` subscribes it to events given to `publish()`; `on_dead(payload, error)` runs once when
+    the job is dead-lettered (mark the payment failed, tell the rider).
+    """
+    if queue not in settings.JOB_QUEUES:
+        raise ValueError(f"{name}: unknown queue {queue!r}; queues are {settings.JOB_QUEUES}")
+    if not 1 <= timeout <= settings.JOB_MAX_TIMEOUT:
+        raise ValueError(f"{name}: timeout must be 1..{settings.JOB_MAX_TIMEOUT} seconds")
+
+    def register(func: Callable) -> JobType:
+        events = (on,) if isinstance(on, str) else tuple(on)
+        job_type = JobType(
+            name, func, queue, retry, timeout, payload, events, subject, atomic, on_dead
+        )
+        if name in _types and _types[name].func.__qualname__ != func.__qualname__:
+            raise ValueError(f"Job type {name} is declared twice")
+        _types[name] = job_type
+        for event in events:
+            if job_type not in _subscribers[event]:
+                _subscribers[event].append(job_type)
+        return job_type
+
+    return register
+
+
+def get(name: str) -> JobType:
+    try:
+        return _types[name]
+    except KeyError:
+        raise UnknownJob(f"No job type named {name!r}") from None
+
+
+def all_types() -> dict[str, JobType]:
+    return dict(_types)
+
+
+def subscribers(event: str) -> list[JobType]:
+    return list(_subscribers.get(event, ()))

@@ -1,0 +1,36 @@
+"""The outbox relay: push jobs that were committed but never pushed, and rescue orphans."""
+
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+
+from bimride.jobs.enqueue import dispatch
+from bimride.jobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+
+def relay() -> dict:
+    """Re-dispatch undispatched jobs older than JOB_RELAY_AFTER and running jobs whose lease
+    expired (their worker died). A job pushed twice still runs once: the claim decides."""
+    now = timezone.now()
+    undispatched = Job.objects.filter(
+        state__in=[Job.State.QUEUED, Job.State.RETRYING],
+        dispatched_at__isnull=True,
+        created_at__lt=now - settings.JOB_RELAY_AFTER,
+    )
+    orphans = Job.objects.filter(state=Job.State.RUNNING, lease_expires_at__lt=now)
+    counts = {}
+    for kind, jobs in (("undispatched", undispatched), ("orphaned", orphans)):
+        counts[kind] = 0
+        for job in jobs.order_by("id").iterator(chunk_size=500):
+            if kind == "orphaned":
+                job.run_at = now
+            dispatch(job)
+            counts[kind] += 1
+    if any(counts.values()):
+        logger.warning(
+            "relay re-dispatched %(undispatched)s undispatched, %(orphaned)s orphaned", counts
+        )
+    return counts

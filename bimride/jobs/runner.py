@@ -1,0 +1,214 @@
+"""Running one attempt of a job: claim, run the handler, record the outcome.
+
+django-q2 delivers job ids at least once; the claim makes the rest safe. A job is claimed by a
+single UPDATE that only matches a due queued/retrying job or a running job whose lease expired
+(its worker died), so a duplicate delivery of a running or finished job is a no-op. A handler
+runs, by default, in one transaction with the record of its success: its database effects and
+"succeeded" commit together or not at all.
+"""
+
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from bimride.errors import BimRideError
+from bimride.jobs import registry
+from bimride.jobs.broker import WorkerTimeout
+from bimride.jobs.enqueue import dispatch
+from bimride.jobs.models import DeadLetter, Job, JobEvent
+from bimride.jobs.registry import JobContext, JobPayloadError, JobType, UnknownJob
+from bimride.tracing import log_context
+
+logger = logging.getLogger(__name__)
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+DB_OUTAGE_PATIENCE = 120  # seconds a worker keeps retrying its own bookkeeping while the DB is down
+PERMANENT = (BimRideError, UnknownJob, JobPayloadError)
+
+_JOB = Job._meta.db_table
+_EVENT = JobEvent._meta.db_table
+_CLAIM = f"""
+WITH claimed AS (
+    UPDATE {_JOB} SET state = 'running', attempts = attempts + 1, started_at = now(),
+        worker = %(worker)s, next_attempt_at = NULL,
+        lease_expires_at = now() + make_interval(secs => timeout + %(grace)s)
+    WHERE id = %(id)s AND (
+        (state IN ('queued', 'retrying') AND run_at <= now() + interval '1 second')
+        OR (state = 'running' AND lease_expires_at < now()))
+    RETURNING *
+), audit AS (
+    INSERT INTO {_EVENT} (job_id, state, attempt, at, worker, error, note)
+    SELECT id, 'running', attempts, now(), worker, '', '' FROM claimed
+)
+SELECT * FROM claimed
+"""
+_SUCCEED = f"""
+WITH done AS (
+    UPDATE {_JOB} SET state = 'succeeded', result = %(result)s::jsonb, finished_at = now(),
+        lease_expires_at = NULL, last_error = ''
+    WHERE id = %(id)s AND state = 'running' AND attempts = %(attempt)s
+    RETURNING id, attempts, worker
+)
+INSERT INTO {_EVENT} (job_id, state, attempt, at, worker, error, note)
+SELECT id, 'succeeded', attempts, now(), worker, '', '' FROM done RETURNING id
+"""
+
+
+class LeaseLost(RuntimeError):
+    """The attempt outlived its lease and the job was handed to another worker."""
+
+
+class WorkerLost(RuntimeError):
+    """A worker died during an attempt (the job's lease expired)."""
+
+
+def run_job(job_id: int) -> None:
+    """Run one attempt of job `job_id`, if it is due and nobody else runs it. Never raises for
+    a handler's failure: that is recorded on the job (retrying or dead)."""
+    job = _patiently(_claim, job_id)
+    if job is None:
+        _patiently(_repush_if_early, job_id)
+        return
+    with log_context(
+        trace_id=job.trace_id or "-",
+        job_id=job.pk,
+        job_name=job.name,
+        attempt=job.attempts,
+        queue=job.queue,
+    ):
+        started = time.monotonic()
+        try:
+            job_type = registry.get(job.name)
+            if job.attempts > job.max_attempts:  # its worker died on the last allowed attempt
+                raise WorkerLost("The worker running the last attempt died.")
+            _execute(job, job_type)
+        except (Exception, WorkerTimeout) as error:  # noqa: BLE001 - recorded, retried or dead
+            _patiently(_fail, job, error)
+        else:
+            logger.info("job succeeded in %.3fs", time.monotonic() - started)
+
+
+def _claim(job_id: int) -> Job | None:
+    params = {
+        "id": job_id,
+        "worker": WORKER,
+        "grace": settings.JOB_LEASE_GRACE.total_seconds(),
+    }
+    return next(iter(Job.objects.raw(_CLAIM, params)), None)
+
+
+def _repush_if_early(job_id: int) -> None:
+    """A delivery that came before the job was due (clock skew) must not swallow it."""
+    job = Job.objects.filter(pk=job_id, state__in=["queued", "retrying"]).first()
+    if job is not None and job.run_at > timezone.now():
+        dispatch(job)
+
+
+def _context(job: Job) -> JobContext:
+    return JobContext(
+        job_id=job.pk,
+        name=job.name,
+        queue=job.queue,
+        attempt=job.attempts,
+        trace_id=job.trace_id,
+        idempotency_key=job.idempotency_key or f"job:{job.pk}",
+    )
+
+
+def _execute(job: Job, job_type: JobType) -> None:
+    if job_type.atomic:
+        with transaction.atomic():
+            _succeed(job, job_type(job.payload, _context(job)))
+    else:
+        result = job_type(job.payload, _context(job))
+        _patiently(_succeed, job, result)
+
+
+def _succeed(job: Job, result) -> None:
+    encoded = json.dumps(result, default=str)
+    with connection.cursor() as cursor:
+        cursor.execute(_SUCCEED, {"id": job.pk, "attempt": job.attempts, "result": encoded})
+        if cursor.fetchone() is None:
+            raise LeaseLost(f"job {job.pk} attempt {job.attempts} lost its lease")
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+@transaction.atomic
+def _fail(job: Job, error: BaseException) -> None:
+    """Schedule the next attempt with back-off, or dead-letter the job."""
+    current = Job.objects.select_for_update().get(pk=job.pk)
+    if current.state != Job.State.RUNNING or current.attempts != job.attempts:
+        logger.warning("attempt ended after its job moved on: %s", _error_text(error))
+        return
+    message = _error_text(error)
+    now = timezone.now()
+    current.last_error, current.lease_expires_at = message, None
+    if isinstance(error, PERMANENT) or current.attempts >= current.max_attempts:
+        current.state, current.finished_at = Job.State.DEAD, now
+        current.save()
+        JobEvent.objects.create(
+            job=current, state=current.state, attempt=current.attempts, worker=WORKER, error=message
+        )
+        _dead_letter(current, error)
+        logger.error("job dead after %s attempt(s): %s", current.attempts, message)
+        return
+    job_type = registry.get(current.name)
+    current.state = Job.State.RETRYING
+    delay = timedelta(seconds=job_type.retry.delay(current.attempts))
+    current.run_at = current.next_attempt_at = now + delay
+    current.save()
+    JobEvent.objects.create(
+        job=current, state=current.state, attempt=current.attempts, worker=WORKER, error=message
+    )
+    dispatch(current)  # commits with the state change: a retry is never lost
+    logger.warning("job failed (%s); next attempt at %s", message, current.run_at.isoformat())
+
+
+def _dead_letter(job: Job, error: BaseException) -> None:
+    history = [
+        {"attempt": e.attempt, "at": e.at.isoformat(), "worker": e.worker, "error": e.error}
+        for e in job.events.filter(state__in=["retrying", "dead"])
+    ]
+    DeadLetter.objects.create(
+        job=job,
+        name=job.name,
+        queue=job.queue,
+        payload=job.payload,
+        error_class="JobTimeout" if isinstance(error, WorkerTimeout) else type(error).__name__,
+        error_message=str(error),
+        traceback="".join(traceback.format_exception(error)),
+        attempts=job.attempts,
+        history=history,
+    )
+    job_type = registry.all_types().get(job.name)
+    if job_type is not None and job_type.on_dead is not None:
+        try:
+            with transaction.atomic():
+                job_type.on_dead(job.payload, _error_text(error))
+        except Exception:
+            logger.exception("on_dead hook of %s failed", job.name)
+
+
+def _patiently(step, *args):
+    """Run a bookkeeping step, riding out a database outage instead of losing the outcome."""
+    deadline = time.monotonic() + DB_OUTAGE_PATIENCE
+    while True:
+        try:
+            return step(*args)
+        except (OperationalError, InterfaceError):
+            if time.monotonic() > deadline:
+                raise
+            logger.warning("database unavailable; retrying %s", step.__name__)
+            connection.close()
+            time.sleep(1)

@@ -1,0 +1,106 @@
+"""Reads of jobs: who may see which job, and the numbers of the queues."""
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from bimride.errors import NotFound
+from bimride.jobs.models import DeadLetter, Job
+
+# subject kind -> whether a user may see that subject: apps register theirs in ready().
+_subjects: dict[str, Callable[[AbstractBaseUser, int], bool]] = {
+    "user": lambda user, pk: user.pk == pk,
+}
+
+
+def register_subject(kind: str, visible: Callable[[AbstractBaseUser, int], bool]) -> None:
+    _subjects[kind] = visible
+
+
+def _visible(user: AbstractBaseUser, subject: str) -> bool:
+    kind, _, pk = subject.partition(":")
+    check = _subjects.get(kind)
+    return bool(check and pk.isdigit() and check(user, int(pk)))
+
+
+def job_get_for(*, user: AbstractBaseUser, job_id: int) -> Job:
+    """The job, if `user` is staff or may see the job's subject; otherwise NotFound."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is not None and (user.is_staff or _visible(user, job.subject)):
+        return job
+    raise NotFound("No such job.")
+
+
+def job_list_of(*, subject: str) -> list[Job]:
+    return list(Job.objects.filter(subject=subject).only("id", "name", "state").order_by("id"))
+
+
+def queue_stats() -> list[dict]:
+    """Per queue: jobs by state, oldest due-but-waiting age (lag), last hour's throughput,
+    running jobs and open dead letters."""
+    now = timezone.now()
+    hour_ago = now - timedelta(hours=1)
+    live = (
+        Job.objects.exclude(state__in=["succeeded", "cancelled", "dead"])
+        .values("queue", "state")
+        .annotate(n=Count("id"))
+    )
+    finished = (
+        Job.objects.filter(finished_at__gte=hour_ago)
+        .values("queue", "state")
+        .annotate(n=Count("id"))
+    )
+    dead = dict(
+        DeadLetter.objects.filter(resolution="")
+        .values("queue")
+        .annotate(n=Count("id"))
+        .values_list("queue", "n")
+    )
+    stats = {
+        q: {
+            "queue": q,
+            "depth": dict.fromkeys(("queued", "retrying", "running"), 0),
+            "lag_seconds": 0.0,
+            "succeeded_last_hour": 0,
+            "dead_last_hour": 0,
+            "dead_letters_open": dead.get(q, 0),
+        }
+        for q in settings.JOB_QUEUES
+    }
+    for row in live:
+        if row["queue"] in stats:
+            stats[row["queue"]]["depth"][row["state"]] = row["n"]
+    for queue, lag in queue_lags().items():
+        if queue in stats:
+            stats[queue]["lag_seconds"] = lag
+    for row in finished:
+        if row["queue"] in stats and row["state"] in ("succeeded", "dead"):
+            stats[row["queue"]][f"{row['state']}_last_hour"] = row["n"]
+    return list(stats.values())
+
+
+def queue_lags() -> dict[str, float]:
+    """Seconds the oldest due job of each queue has been waiting (0 for an idle queue)."""
+    now = timezone.now()
+    rows = (
+        Job.objects.filter(state__in=["queued", "retrying"], run_at__lte=now)
+        .values("queue")
+        .annotate(t=Min("run_at"))
+        .values_list("queue", "t")
+    )
+    lags = dict.fromkeys(settings.JOB_QUEUES, 0.0)
+    lags.update({queue: round((now - first).total_seconds(), 3) for queue, first in rows})
+    return lags
+
+
+def deadletter_list(*, status: str = "open"):
+    letters = DeadLetter.objects.select_related("job", "retry_job", "resolved_by")
+    if status == "open":
+        return letters.filter(resolution="")
+    if status == "resolved":
+        return letters.exclude(resolution="")
+    return letters

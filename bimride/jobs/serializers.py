@@ -1,0 +1,54 @@
+from rest_framework import serializers
+
+from bimride.jobs.models import DeadLetter, Job
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = [
+            "id", "name", "queue", "state", "attempts", "max_attempts", "idempotency_key",
+            "trace_id", "created_at", "run_at", "started_at", "finished_at", "next_attempt_at",
+            "result", "last_error", "progress",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = ["id", "name", "state"]
+        read_only_fields = fields
+
+
+class DeadLetterSerializer(serializers.ModelSerializer):
+    job = JobSummarySerializer(read_only=True)
+    retry_job = JobSummarySerializer(read_only=True)
+    resolved_by = serializers.EmailField(source="resolved_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = DeadLetter
+        fields = [
+            "id", "job", "name", "queue", "payload", "error_class", "error_message", "attempts",
+            "history", "created_at", "resolution", "resolved_at", "resolved_by", "note",
+            "retry_job",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class DeadLetterRetryInput(serializers.Serializer):
+    payload = serializers.JSONField(required=False, help_text="An edited payload (optional).")
+    note = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
+
+
+class DeadLetterDiscardInput(serializers.Serializer):
+    note = serializers.CharField(max_length=1000)
+
+
+class QueueStatsSerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    depth = serializers.DictField(child=serializers.IntegerField())
+    lag_seconds = serializers.FloatField()
+    succeeded_last_hour = serializers.IntegerField()
+    dead_last_hour = serializers.IntegerField()
+    dead_letters_open = serializers.IntegerField()

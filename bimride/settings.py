@@ -1,0 +1,254 @@
+"""BimRide settings, all from the environment (see the README's configuration table).
+
+Development defaults are safe and offline. `DJANGO_ENV=production` turns on the secure settings
+and refuses to start without the variables production needs.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+DJANGO_ENV = env.str("DJANGO_ENV", "development")
+PRODUCTION = DJANGO_ENV == "production"
+TESTING = env.bool("BIMRIDE_TESTING", False)
+
+if PRODUCTION:
+    _missing = [
+        name for name in ("SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS") if not env.str(name, "")
+    ]
+    if _missing:
+        raise ImproperlyConfigured(
+            "DJANGO_ENV=production needs these environment variables: " + ", ".join(_missing)
+        )
+
+SECRET_KEY = env.str("SECRET_KEY", "dev-only-insecure-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+DEBUG = env.bool("DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+ADMINS = [("Ops", a) for a in env.list("ADMINS", default=[])]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "anymail",
+    "bimride",
+    "bimride.jobs",
+    "rides",
+    "payments",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "bimride.tracing.TraceMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "bimride.urls"
+WSGI_APPLICATION = "bimride.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database_url() -> str:
+    url = env.str("DATABASE_URL", "")
+    if url:
+        return url
+    from bimride import devdb  # the embedded server of `make run` / `make test`
+
+    return devdb.database_url()
+
+
+DATABASES = {"default": env.db_url_config(_database_url())}
+if not DATABASES["default"]["HOST"]:  # postgresql://user@/db?host=/socket/dir
+    DATABASES["default"]["HOST"] = DATABASES["default"].get("OPTIONS", {}).pop("host", "")
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", 600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["ATOMIC_REQUESTS"] = True
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "static"
+
+# Request bodies: the API takes small JSON documents.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", 64 * 1024)
+
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
+# --- REST API -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "bimride.api.Pagination",
+    "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "bimride.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON", "60/min"),
+        "user": env.str("THROTTLE_USER", "6000/min"),
+        "auth": env.str("THROTTLE_AUTH", "20/min"),
+        "ride_create": env.str("THROTTLE_RIDE_CREATE", "30/min"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "SWAGGER_UI_DIST": "SIDECAR",  # served locally: the docs work offline
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "TITLE": "BimRide API",
+    "DESCRIPTION": "Riders request rides, drivers take them; slow work runs in background jobs.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Rides and fares (integer minor units) ------------------------------------------------------
+FARE_CURRENCY = env.str("FARE_CURRENCY", "usd")
+FARE_BASE = env.int("FARE_BASE", 250)
+FARE_PER_KM = env.int("FARE_PER_KM", 120)
+FARE_PER_MIN = env.int("FARE_PER_MIN", 30)
+RIDE_EXPIRY = timedelta(seconds=env.int("RIDE_EXPIRY_SECONDS", 300))
+MATCH_DRIVERS = env.int("MATCH_DRIVERS", 5)
+
+# --- Job system ---------------------------------------------------------------------------------
+JOB_QUEUES = ("critical", "default", "bulk")
+JOB_MAX_TIMEOUT = env.int("JOB_MAX_TIMEOUT", 300)  # no job type may declare a longer timeout
+JOB_RELAY_AFTER = timedelta(seconds=env.int("JOB_RELAY_AFTER_SECONDS", 10))
+JOB_LEASE_GRACE = timedelta(seconds=env.int("JOB_LEASE_GRACE_SECONDS", 5))
+JOB_RETENTION = timedelta(days=env.int("JOB_RETENTION_DAYS", 7))
+# Extra modules declaring job types, beside every app's tasks.py (tests and benchmarks).
+JOB_EXTRA_MODULES = env.list("JOB_EXTRA_MODULES", default=[])
+READY_MAX_LAG_SECONDS = env.float("READY_MAX_LAG_SECONDS", 300)
+JOB_RETRY_SCALE = env.float("JOB_RETRY_SCALE", 1.0)  # multiplies every back-off (tests use 0.01)
+
+_QUEUE_WORKERS = {"critical": 2, "default": 2, "bulk": 2}
+Q_CLUSTER = {
+    "name": "default",
+    "orm": "default",
+    "broker_class": "bimride.jobs.broker.PostgresBroker",
+    "workers": env.int("Q_WORKERS", 2),
+    # django-q2 redelivers a task still unacknowledged after `retry` seconds: keep it above
+    # every job's timeout so a slow job is never started twice (the runner's lease rescues
+    # jobs whose worker died much sooner).
+    "timeout": JOB_MAX_TIMEOUT + 30,
+    "retry": JOB_MAX_TIMEOUT + 60,
+    "max_attempts": 0,
+    "ack_failures": False,
+    "save_limit": -1,  # the Job ledger is the record of successes
+    "bulk": env.int("Q_BULK", 10),
+    "recycle": 100_000,
+    "poll": 1.0,  # upper bound of an idle wait; LISTEN/NOTIFY wakes the pusher sooner
+    "catch_up": False,
+    "label": "Django Q2",
+    "ALT_CLUSTERS": {
+        queue: {"workers": env.int(f"Q_WORKERS_{queue.upper()}", n)}
+        for queue, n in _QUEUE_WORKERS.items()
+    },
+}
+
+# --- Email --------------------------------------------------------------------------------------
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "BimRide <rides@bimride.example>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+if env.str("SENDGRID_API_KEY", ""):
+    EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
+else:
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+ANYMAIL = {
+    "SENDGRID_API_KEY": env.str("SENDGRID_API_KEY", ""),
+    "SENDGRID_API_URL": env.str("SENDGRID_API_URL", "https://api.sendgrid.com/v3/"),
+    "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", ""),
+}
+
+# --- Logging ------------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", "json" if PRODUCTION else "text")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "bimride.tracing.ContextFilter"}},
+    "formatters": {
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s [trace=%(trace_id)s job=%(job_id)s "
+            "%(job_name)s attempt=%(attempt)s queue=%(queue)s] %(message)s"
+        },
+        "json": {"()": "bimride.tracing.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        },
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["context"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django_q": {"level": env.str("Q_LOG_LEVEL", "WARNING"), "propagate": True},
+        "bimride.alerts": {"handlers": ["mail_admins"], "level": "ERROR", "propagate": True},
+    },
+}
+
+# --- Production hardening -----------------------------------------------------------------------
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True

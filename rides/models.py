@@ -1,0 +1,160 @@
+"""Riders, drivers, rides and the audit trail of every ride transition."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Rider(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    name = models.CharField(max_length=120)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Driver(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    name = models.CharField(max_length=120)
+    available = models.BooleanField(default=False)
+    lat = models.FloatField(null=True, blank=True)
+    lng = models.FloatField(null=True, blank=True)
+    location_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed by the ranking job; matching prefers higher scores among near drivers.
+    rating = models.FloatField(default=5.0)
+    acceptance_rate = models.FloatField(default=1.0)
+    completion_rate = models.FloatField(default=1.0)
+    rank_score = models.FloatField(default=1.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["available", "lat", "lng"], name="driver_available_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Ride(models.Model):
+    class Status(models.TextChoices):
+        REQUESTED = "requested"
+        ACCEPTED = "accepted"
+        IN_PROGRESS = "in_progress"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+
+    class ReceiptStatus(models.TextChoices):
+        NONE = "none"
+        PENDING = "pending"
+        SENT = "sent"
+        DELIVERED = "delivered"
+        BOUNCED = "bounced"
+        FAILED = "failed"
+
+    rider = models.ForeignKey(Rider, on_delete=models.PROTECT, related_name="rides")
+    driver = models.ForeignKey(
+        Driver, null=True, blank=True, on_delete=models.PROTECT, related_name="rides"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUESTED)
+    pickup_lat = models.FloatField()
+    pickup_lng = models.FloatField()
+    dropoff_lat = models.FloatField()
+    dropoff_lng = models.FloatField()
+    requested_at = models.DateTimeField(auto_now_add=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=200, blank=True)
+    distance_km = models.DecimalField(max_digits=7, decimal_places=2, null=True, blank=True)
+    duration_min = models.PositiveIntegerField(null=True, blank=True)
+    estimated_fare = models.PositiveIntegerField()  # minor units, authorised at request time
+    fare_amount = models.PositiveIntegerField(null=True, blank=True)  # minor units, final
+    currency = models.CharField(max_length=3)
+    payment_status = models.CharField(max_length=20, default="none")
+    receipt_status = models.CharField(
+        max_length=20, choices=ReceiptStatus.choices, default=ReceiptStatus.NONE
+    )
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["status", "requested_at"], name="ride_status_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(pickup_lat__gte=-90, pickup_lat__lte=90)
+                & Q(dropoff_lat__gte=-90, dropoff_lat__lte=90)
+                & Q(pickup_lng__gte=-180, pickup_lng__lte=180)
+                & Q(dropoff_lng__gte=-180, dropoff_lng__lte=180),
+                name="ride_coordinates_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="requested") | Q(driver__isnull=False) | Q(status="cancelled"),
+                name="ride_taken_has_driver",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Ride {self.pk} ({self.status})"
+
+
+class RideEvent(models.Model):
+    """One transition of a ride: who moved it, when, from which status to which."""
+
+    ride = models.ForeignKey(Ride, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    old = models.CharField(max_length=20, blank=True)
+    new = models.CharField(max_length=20)
+    note = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.old or '-'} → {self.new}"
+
+
+class RideOffer(models.Model):
+    """A requested ride put in front of a near, available driver by the matching job."""
+
+    ride = models.ForeignKey(Ride, on_delete=models.CASCADE, related_name="offers")
+    driver = models.ForeignKey(Driver, on_delete=models.CASCADE, related_name="offers")
+    distance_km = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ride", "driver"], name="ride_offer_once")]
+
+    def __str__(self) -> str:
+        return f"ride {self.ride_id} to driver {self.driver_id}"
+
+
+class HeatmapCell(models.Model):
+    """Driver location pings per grid cell and hour, fed by the `bulk` queue."""
+
+    cell_lat = models.DecimalField(max_digits=6, decimal_places=2)
+    cell_lng = models.DecimalField(max_digits=6, decimal_places=2)
+    hour = models.DateTimeField()
+    pings = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cell_lat", "cell_lng", "hour"], name="heatmap_cell")
+        ]
+
+    def __str__(self) -> str:
+        return f"({self.cell_lat}, {self.cell_lng}) at {self.hour:%Y-%m-%d %H}h: {self.pings}"
+
+
+class DailyRideStats(models.Model):
+    """Completed rides per day, kept by the analytics job."""
+
+    day = models.DateField(unique=True)
+    rides_completed = models.PositiveIntegerField(default=0)
+    revenue = models.PositiveBigIntegerField(default=0)  # minor units of FARE_CURRENCY
+    distance_km = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.rides_completed} rides"

@@ -1,0 +1,287 @@
+"""Every write to accounts and rides. Rows are locked before deciding; jobs are enqueued inside
+the same transaction, so a rollback leaves neither the change nor its jobs."""
+
+import math
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model, password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from bimride.errors import (
+    Conflict,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from bimride.jobs.enqueue import publish
+from rides import tasks
+from rides.models import DailyRideStats, Driver, HeatmapCell, Ride, RideEvent, RideOffer, Rider
+
+User = get_user_model()
+HEATMAP_CELL_DEGREES = Decimal("0.01")  # about 1 km
+
+
+# --- accounts -----------------------------------------------------------------------------------
+@transaction.atomic
+def account_register(*, email: str, password: str, name: str, role: str) -> tuple[User, str]:
+    """Create a rider or driver account and its API token; the welcome email follows as a job."""
+    email = email.strip().lower()
+    if User.objects.filter(username=email).exists():
+        raise ValidationError(fields={"email": ["An account with this email already exists."]})
+    user = User(username=email, email=email, first_name=name[:150])
+    try:
+        password_validation.validate_password(password, user)
+    except DjangoValidationError as error:
+        raise ValidationError(fields={"password": list(error.messages)}) from None
+    user.set_password(password)
+    user.save()
+    profile = Rider if role == "rider" else Driver
+    profile.objects.create(user=user, name=name)
+    token = Token.objects.create(user=user)
+    publish("account.registered", user_id=user.pk)
+    return user, token.key
+
+
+def account_token(*, email: str, password: str) -> str:
+    """The API token of the account with these credentials."""
+    user = authenticate(username=email.strip().lower(), password=password)
+    if user is None:
+        raise ValidationError("Wrong email or password.", code="invalid_credentials")
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
+
+
+# --- fares and distances ------------------------------------------------------------------------
+def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Great-circle distance between two points."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lng2 - lng1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 6371.0 * 2 * math.asin(math.sqrt(a))
+
+
+def fare_for(*, distance: Decimal | float, minutes: int) -> int:
+    """Base + per km + per minute, in minor units."""
+    per_km = Decimal(settings.FARE_PER_KM) * Decimal(str(distance))
+    return int(settings.FARE_BASE + per_km.to_integral_value() + settings.FARE_PER_MIN * minutes)
+
+
+def _estimate(pickup: dict, dropoff: dict) -> int:
+    road_km = distance_km(pickup["lat"], pickup["lng"], dropoff["lat"], dropoff["lng"]) * 1.3
+    return fare_for(distance=round(road_km, 2), minutes=math.ceil(road_km / 30 * 60))
+
+
+# --- rides --------------------------------------------------------------------------------------
+def _move(ride: Ride, new: str, actor: User | None, note: str = "") -> None:
+    """Record the transition of a locked ride to `new` (its fields already set by the caller)."""
+    old = ride.status
+    ride.status = new
+    ride.save()
+    RideEvent.objects.create(ride=ride, actor=actor, old=old, new=new, note=note)
+
+
+def _locked(ride_id: int) -> Ride:
+    ride = Ride.objects.select_for_update().filter(pk=ride_id).first()
+    if ride is None:
+        raise NotFound("No such ride.")
+    return ride
+
+
+@transaction.atomic
+def ride_request(*, rider: Rider, pickup: dict, dropoff: dict) -> Ride:
+    """Request a ride; matching, payment authorisation and the expiry check follow as jobs."""
+    if Ride.objects.filter(
+        rider=rider, status__in=[Ride.Status.REQUESTED, Ride.Status.ACCEPTED, "in_progress"]
+    ).exists():
+        raise Conflict("You already have a ride under way.", code="ride_in_progress")
+    ride = Ride.objects.create(
+        rider=rider,
+        pickup_lat=pickup["lat"],
+        pickup_lng=pickup["lng"],
+        dropoff_lat=dropoff["lat"],
+        dropoff_lng=dropoff["lng"],
+        estimated_fare=_estimate(pickup, dropoff),
+        currency=settings.FARE_CURRENCY,
+    )
+    RideEvent.objects.create(ride=ride, actor=rider.user, new=ride.status)
+    publish("ride.requested", ride_id=ride.pk)
+    tasks.expire_ride.enqueue({"ride_id": ride.pk}, delay=settings.RIDE_EXPIRY)
+    return ride
+
+
+@transaction.atomic
+def ride_accept(*, ride_id: int, driver: Driver) -> Ride:
+    """Give a requested ride to an available driver. Of racing drivers exactly one wins."""
+    driver = Driver.objects.select_for_update().get(pk=driver.pk)
+    ride = _locked(ride_id)
+    if ride.status != Ride.Status.REQUESTED:
+        if ride.driver_id != driver.pk and not ride.offers.filter(driver=driver).exists():
+            raise NotFound("No such ride.")  # others' rides do not exist
+        raise InvalidTransition(ride.status, Ride.Status.ACCEPTED)
+    if not driver.available:
+        raise Conflict("Set yourself available before accepting rides.", code="driver_unavailable")
+    if driver.rides.filter(status__in=[Ride.Status.ACCEPTED, Ride.Status.IN_PROGRESS]).exists():
+        raise Conflict("Finish your current ride first.", code="driver_busy")
+    ride.driver, ride.accepted_at = driver, timezone.now()
+    _move(ride, Ride.Status.ACCEPTED, driver.user)
+    return ride
+
+
+def _own_ride(ride_id: int, driver: Driver) -> Ride:
+    ride = _locked(ride_id)
+    if ride.driver_id != driver.pk:
+        raise PermissionDenied("Only the ride's driver can do this.")
+    return ride
+
+
+@transaction.atomic
+def ride_start(*, ride_id: int, driver: Driver) -> Ride:
+    """The driver picked the rider up."""
+    ride = _own_ride(ride_id, driver)
+    if ride.status != Ride.Status.ACCEPTED:
+        raise InvalidTransition(ride.status, Ride.Status.IN_PROGRESS)
+    ride.started_at = timezone.now()
+    _move(ride, Ride.Status.IN_PROGRESS, driver.user)
+    return ride
+
+
+@transaction.atomic
+def ride_complete(*, ride_id: int, driver: Driver, distance_km: Decimal, duration_min: int) -> Ride:
+    """Finish the ride and set its fare; capture, receipt and analytics follow as jobs."""
+    ride = _own_ride(ride_id, driver)
+    if ride.status != Ride.Status.IN_PROGRESS:
+        raise InvalidTransition(ride.status, Ride.Status.COMPLETED)
+    ride.completed_at = timezone.now()
+    ride.distance_km, ride.duration_min = distance_km, duration_min
+    ride.fare_amount = fare_for(distance=distance_km, minutes=duration_min)
+    ride.receipt_status = Ride.ReceiptStatus.PENDING
+    _move(ride, Ride.Status.COMPLETED, driver.user)
+    publish("ride.completed", ride_id=ride.pk)
+    return ride
+
+
+def _cancel(ride: Ride, actor: User | None, cancelled_by: str, reason: str) -> Ride:
+    if ride.status not in (Ride.Status.REQUESTED, Ride.Status.ACCEPTED):
+        raise InvalidTransition(ride.status, Ride.Status.CANCELLED)
+    accepted_at = ride.accepted_at
+    ride.cancelled_at, ride.cancel_reason = timezone.now(), reason
+    _move(ride, Ride.Status.CANCELLED, actor, note=reason)
+    publish(
+        "ride.cancelled",
+        ride_id=ride.pk,
+        cancelled_by=cancelled_by,
+        after_accept_seconds=(
+            int((ride.cancelled_at - accepted_at).total_seconds()) if accepted_at else None
+        ),
+    )
+    return ride
+
+
+@transaction.atomic
+def ride_cancel(*, ride_id: int, user: User, reason: str = "") -> Ride:
+    """Cancel a ride before pickup, by its rider or its driver."""
+    ride = _locked(ride_id)
+    if ride.rider.user_id == user.pk:
+        cancelled_by = "rider"
+    elif ride.driver_id and ride.driver.user_id == user.pk:
+        cancelled_by = "driver"
+    else:
+        raise PermissionDenied("Only the ride's rider or driver can cancel it.")
+    return _cancel(ride, user, cancelled_by, reason)
+
+
+@transaction.atomic
+def ride_expire(*, ride_id: int) -> Ride | None:
+    """Cancel a ride that no driver accepted in time; a no-op for any other ride."""
+    ride = _locked(ride_id)
+    if ride.status != Ride.Status.REQUESTED:
+        return None
+    if timezone.now() < ride.requested_at + settings.RIDE_EXPIRY:
+        return None
+    return _cancel(ride, None, "system", "expired")
+
+
+@transaction.atomic
+def ride_match(*, ride_id: int) -> list[RideOffer]:
+    """Offer a requested ride to the nearest available drivers (idempotent)."""
+    ride = Ride.objects.get(pk=ride_id)
+    if ride.status != Ride.Status.REQUESTED:
+        return []
+    box = 0.5  # degrees, about 50 km: matching never scans every driver
+    candidates = Driver.objects.filter(
+        available=True,
+        lat__range=(ride.pickup_lat - box, ride.pickup_lat + box),
+        lng__range=(ride.pickup_lng - box, ride.pickup_lng + box),
+    ).exclude(rides__status__in=[Ride.Status.ACCEPTED, Ride.Status.IN_PROGRESS])
+    ranked = sorted(
+        (distance_km(ride.pickup_lat, ride.pickup_lng, d.lat, d.lng) / max(d.rank_score, 0.1), d)
+        for d in candidates
+    )[: settings.MATCH_DRIVERS]
+    offers = [
+        RideOffer(
+            ride=ride,
+            driver=d,
+            distance_km=distance_km(ride.pickup_lat, ride.pickup_lng, d.lat, d.lng),
+        )
+        for _, d in ranked
+    ]
+    RideOffer.objects.bulk_create(offers, ignore_conflicts=True)
+    return offers
+
+
+def ride_record_analytics(*, ride_id: int) -> dict:
+    """Add a completed ride to its day's totals. Call from a job that commits with its effect."""
+    ride = Ride.objects.get(pk=ride_id, status=Ride.Status.COMPLETED)
+    day = timezone.localdate(ride.completed_at)
+    stats, _ = DailyRideStats.objects.get_or_create(day=day)
+    DailyRideStats.objects.filter(pk=stats.pk).update(
+        rides_completed=F("rides_completed") + 1,
+        revenue=F("revenue") + ride.fare_amount,
+        distance_km=F("distance_km") + ride.distance_km,
+    )
+    return {"day": day.isoformat()}
+
+
+def ride_set_receipt_status(*, ride_id: int, status: str) -> None:
+    """Move the ride's receipt status (set by the notifications app)."""
+    Ride.objects.filter(pk=ride_id).update(receipt_status=status)
+
+
+# --- drivers ------------------------------------------------------------------------------------
+@transaction.atomic
+def driver_set_availability(*, driver: Driver, available: bool) -> Driver:
+    """Go on or off duty."""
+    Driver.objects.filter(pk=driver.pk).update(available=available)
+    driver.available = available
+    return driver
+
+
+@transaction.atomic
+def driver_update_location(*, driver: Driver, lat: float, lng: float) -> None:
+    """Store the driver's position; the heatmap is updated by a job on `bulk`."""
+    now = timezone.now()
+    Driver.objects.filter(pk=driver.pk).update(lat=lat, lng=lng, location_at=now)
+    tasks.record_location.enqueue({"lat": lat, "lng": lng, "at": now.isoformat()})
+
+
+def heatmap_record(*, lat: float, lng: float, at: datetime) -> None:
+    """Count one location ping in its grid cell and hour."""
+    cell = HEATMAP_CELL_DEGREES
+    table = HeatmapCell._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (cell_lat, cell_lng, hour, pings) VALUES (%s, %s, %s, 1)"
+            f" ON CONFLICT (cell_lat, cell_lng, hour) DO UPDATE SET pings = {table}.pings + 1",
+            [
+                (Decimal(str(lat)) / cell).to_integral_value() * cell,
+                (Decimal(str(lng)) / cell).to_integral_value() * cell,
+                at.replace(minute=0, second=0, microsecond=0),
+            ],
+        )

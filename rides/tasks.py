@@ -1,0 +1,59 @@
+"""Ride jobs: matching and expiry on `critical`, location and analytics on `bulk`."""
+
+from datetime import datetime
+
+from rest_framework import serializers
+
+from bimride.jobs.registry import JobContext, job
+from rides import services
+
+
+class RidePayload(serializers.Serializer):
+    ride_id = serializers.IntegerField(min_value=1)
+
+
+class LocationPayload(serializers.Serializer):
+    lat = serializers.FloatField(min_value=-90, max_value=90)
+    lng = serializers.FloatField(min_value=-180, max_value=180)
+    at = serializers.DateTimeField()
+
+
+@job(
+    "rides.match_ride",
+    queue="critical",
+    payload=RidePayload,
+    timeout=30,
+    on="ride.requested",
+    subject="ride",
+)
+def match_ride(payload: dict, ctx: JobContext) -> dict:
+    """Offer the requested ride to the nearest available drivers."""
+    offers = services.ride_match(ride_id=payload["ride_id"])
+    return {"offered_to": [offer.driver_id for offer in offers]}
+
+
+@job("rides.expire_ride", queue="critical", payload=RidePayload, timeout=30, subject="ride")
+def expire_ride(payload: dict, ctx: JobContext) -> dict:
+    """Cancel the ride if no driver accepted it in time (deferred by RIDE_EXPIRY)."""
+    return {"expired": services.ride_expire(ride_id=payload["ride_id"]) is not None}
+
+
+@job("rides.record_location", queue="bulk", payload=LocationPayload, timeout=30)
+def record_location(payload: dict, ctx: JobContext) -> dict:
+    """Count a driver's location ping in the heatmap."""
+    at = datetime.fromisoformat(payload["at"])
+    services.heatmap_record(lat=payload["lat"], lng=payload["lng"], at=at)
+    return {}
+
+
+@job(
+    "rides.record_ride_analytics",
+    queue="bulk",
+    payload=RidePayload,
+    timeout=30,
+    on="ride.completed",
+    subject="ride",
+)
+def record_ride_analytics(payload: dict, ctx: JobContext) -> dict:
+    """Add a completed ride to the day's totals (exactly once: it commits with the job)."""
+    return services.ride_record_analytics(ride_id=payload["ride_id"])

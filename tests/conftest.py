@@ -1,0 +1,165 @@
+"""Fixtures: users and API clients per role, and real `qcluster` worker processes."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from rest_framework.test import APIClient
+
+from tests.factories import DriverFactory, RiderFactory, UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, what: str = ""):
+    """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    cache.clear()
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {user.auth_token.key}")
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def rider(db):
+    return RiderFactory()
+
+
+@pytest.fixture
+def other_rider(db):
+    return RiderFactory()
+
+
+@pytest.fixture
+def driver(db):
+    return DriverFactory()
+
+
+@pytest.fixture
+def other_driver(db):
+    return DriverFactory()
+
+
+@pytest.fixture
+def staff(db):
+    return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def as_rider(rider) -> APIClient:
+    return client_for(rider.user)
+
+
+@pytest.fixture
+def as_driver(driver) -> APIClient:
+    return client_for(driver.user)
+
+
+@pytest.fixture
+def as_staff(staff) -> APIClient:
+    return client_for(staff)
+
+
+def database_url() -> str:
+    """The URL of the database the tests use (pytest-django's test database)."""
+    s = connection.settings_dict
+    auth = quote(s["USER"] or "") + (f":{quote(s['PASSWORD'])}" if s.get("PASSWORD") else "")
+    if not s["HOST"] or s["HOST"].startswith("/"):
+        return f"postgresql://{auth}@/{s['NAME']}?host={quote(s['HOST'] or '/tmp')}"
+    return f"postgresql://{auth}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class Cluster:
+    """One `manage.py qcluster` process (sentinel, pusher, monitor and workers) for a queue."""
+
+    def __init__(self, queue: str, workers: int, env: dict):
+        self.queue = queue
+        self.log = open(ROOT / ".data" / f"qcluster-{queue}-{os.getpid()}.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": database_url(),
+                "Q_CLUSTER_NAME": queue,
+                f"Q_WORKERS_{queue.upper()}": str(workers),
+                "JOB_RETRY_SCALE": "0.01",
+                "JOB_LEASE_GRACE_SECONDS": "1",
+                "JOB_EXTRA_MODULES": "tests.jobtypes",
+                "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+                **env,
+            },
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.send_signal(signal.SIGTERM)  # django-q2 stops its children itself
+                self.process.wait(timeout=15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # anything the shutdown left behind
+        self.log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the whole cluster: sentinel, pusher, monitor, workers."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=5)
+
+
+@pytest.fixture
+def start_cluster(transactional_db):
+    """Start `qcluster` processes against the test database; all stopped at teardown."""
+    (ROOT / ".data").mkdir(exist_ok=True)
+    clusters: list[Cluster] = []
+
+    def start(queue: str = "default", workers: int = 2, **env) -> Cluster:
+        cluster = Cluster(queue, workers, {k: str(v) for k, v in env.items()})
+        clusters.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()
+
+
+@pytest.fixture
+def qcluster(start_cluster):
+    """One worker process per queue, as `make run` starts them."""
+    return [start_cluster(queue) for queue in ("critical", "default", "bulk")]
+
+
+import tests.jobtypes  # noqa: F401,E402 - registers the test job types in-process

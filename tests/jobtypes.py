@@ -1,0 +1,70 @@
+"""Job types for the tests, loaded in-process by conftest and in workers via JOB_EXTRA_MODULES.
+
+`tests.effect` inserts one row keyed by its job id into `test_effects` in the job's own
+transaction, so a test can count effects: exactly one per succeeded job, none for a failure.
+"""
+
+import time
+
+from django.db import connection
+from rest_framework import serializers
+
+from bimride.errors import PermanentError
+from bimride.jobs.registry import JobContext, job
+from bimride.jobs.retry import RetryPolicy
+
+EFFECTS_TABLE = "test_effects"
+
+
+class EffectPayload(serializers.Serializer):
+    n = serializers.IntegerField(min_value=0)
+    sleep = serializers.FloatField(min_value=0, max_value=30, required=False)
+    fail_times = serializers.IntegerField(min_value=0, required=False)
+
+
+def create_effects_table() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {EFFECTS_TABLE}"
+            " (job_id bigint NOT NULL, attempt int NOT NULL, at timestamptz DEFAULT now())"
+        )
+        cursor.execute(f"TRUNCATE {EFFECTS_TABLE}")
+
+
+def effects() -> list[tuple[int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT job_id, attempt FROM {EFFECTS_TABLE} ORDER BY job_id")
+        return cursor.fetchall()
+
+
+for queue in ("critical", "default", "bulk"):
+
+    @job(
+        f"tests.effect_{queue}",
+        queue=queue,
+        payload=EffectPayload,
+        timeout=10,
+        retry=RetryPolicy(max_attempts=3, initial=1.0, max_delay=2.0),
+    )
+    def effect(payload: dict, ctx: JobContext) -> dict:
+        """Sleep, fail the first `fail_times` attempts, else insert one effect row."""
+        time.sleep(payload.get("sleep", 0))
+        if ctx.attempt <= payload.get("fail_times", 0):
+            raise RuntimeError(f"planned failure of attempt {ctx.attempt}")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {EFFECTS_TABLE} (job_id, attempt) VALUES (%s, %s)",
+                [ctx.job_id, ctx.attempt],
+            )
+        return {"n": payload["n"], "attempt": ctx.attempt}
+
+
+@job("tests.declined", payload=EffectPayload, timeout=10)
+def declined(payload: dict, ctx: JobContext) -> dict:
+    raise PermanentError("Your card was declined.", code="card_declined")
+
+
+@job("tests.slow", payload=EffectPayload, timeout=1, retry=RetryPolicy(max_attempts=2, initial=0.1))
+def slow(payload: dict, ctx: JobContext) -> dict:
+    time.sleep(payload.get("sleep", 5))
+    return {}

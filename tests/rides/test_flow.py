@@ -1,0 +1,62 @@
+"""A ride end to end over HTTP, first in-process, then with real workers doing the jobs."""
+
+import pytest
+from django.core import mail
+
+from bimride.jobs.models import Job
+from rides.models import DailyRideStats, Ride
+from tests.conftest import client_for, wait_until
+
+PICKUP = {"lat": 52.52, "lng": 13.405}
+DROPOFF = {"lat": 52.50, "lng": 13.45}
+COMPLETE_BODY = {"distance_km": "4.20", "duration_min": 14}
+
+
+def _ride_to_completion(as_rider, as_driver) -> dict:
+    response = as_rider.post("/api/rides", {"pickup": PICKUP, "dropoff": DROPOFF}, format="json")
+    assert response.status_code == 201, response.data
+    ride = response.data
+    assert ride["status"] == "requested" and ride["fare"] is None
+    assert {j["name"] for j in ride["jobs"]} >= {"rides.match_ride", "rides.expire_ride"}
+    for step in ("accept", "start"):
+        response = as_driver.post(f"/api/rides/{ride['id']}/{step}")
+        assert response.status_code == 200, response.data
+    response = as_driver.post(f"/api/rides/{ride['id']}/complete", COMPLETE_BODY, format="json")
+    assert response.status_code == 200, response.data
+    return response.data
+
+
+@pytest.mark.django_db
+def test_a_ride_goes_from_request_to_completion(as_rider, as_driver):
+    ride = _ride_to_completion(as_rider, as_driver)
+
+    assert ride["status"] == "completed"
+    assert ride["fare"] == {"amount": 250 + 504 + 14 * 30, "currency": "usd"}
+    assert ride["receipt_status"] == "pending"
+    events = list(Ride.objects.get(pk=ride["id"]).events.values_list("old", "new"))
+    assert events == [
+        ("", "requested"),
+        ("requested", "accepted"),
+        ("accepted", "in_progress"),
+        ("in_progress", "completed"),
+    ]
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_completing_a_ride_sends_the_receipt_and_counts_it_once(qcluster, rider, driver):
+    ride = _ride_to_completion(client_for(rider.user), client_for(driver.user))
+
+    wait_until(
+        lambda: Ride.objects.get(pk=ride["id"]).receipt_status == "sent", what="receipt sent"
+    )
+    wait_until(lambda: DailyRideStats.objects.filter(rides_completed=1).exists(), what="stats")
+    jobs = Job.objects.filter(subject=f"ride:{ride['id']}")
+    wait_until(
+        lambda: (
+            not jobs.exclude(state__in=["succeeded"]).exclude(name="rides.expire_ride").exists()
+        ),
+        what="every ride job but the expiry succeeded",
+    )
+    assert DailyRideStats.objects.get().revenue == ride["fare"]["amount"]
+    assert mail.outbox == []  # sent by the worker process, not this one
