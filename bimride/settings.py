@@ -4,6 +4,7 @@ Development defaults are safe and offline. `DJANGO_ENV=production` turns on the 
 and refuses to start without the variables production needs.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def _database_url() -> str:
 DATABASES = {"default": env.db_url_config(_database_url())}
 if not DATABASES["default"]["HOST"]:  # postgresql://user@/db?host=/socket/dir
     DATABASES["default"]["HOST"] = DATABASES["default"].get("OPTIONS", {}).pop("host", "")
+# One test database per test session, so two sessions on one server never collide.
+DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", 600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
