@@ -37,28 +37,28 @@ _JOB = Job._meta.db_table
 _EVENT = JobEvent._meta.db_table
 _CLAIM = f"""
 WITH claimed AS (
-    UPDATE {_JOB} SET state = 'running', attempts = attempts + 1, started_at = now(),
+    UPDATE {_JOB} SET state = 'running', attempts = attempts + 1, started_at = clock_timestamp(),
         worker = %(worker)s, next_attempt_at = NULL,
-        lease_expires_at = now() + make_interval(secs => timeout + %(grace)s)
+        lease_expires_at = clock_timestamp() + make_interval(secs => timeout + %(grace)s)
     WHERE id = %(id)s AND (
-        (state IN ('queued', 'retrying') AND run_at <= now() + interval '1 second')
-        OR (state = 'running' AND lease_expires_at < now()))
+        (state IN ('queued', 'retrying') AND run_at <= clock_timestamp() + interval '1 second')
+        OR (state = 'running' AND lease_expires_at < clock_timestamp()))
     RETURNING *
 ), audit AS (
     INSERT INTO {_EVENT} (job_id, state, attempt, at, worker, error, note)
-    SELECT id, 'running', attempts, now(), worker, '', '' FROM claimed
+    SELECT id, 'running', attempts, clock_timestamp(), worker, '', '' FROM claimed
 )
 SELECT * FROM claimed
 """
 _SUCCEED = f"""
 WITH done AS (
-    UPDATE {_JOB} SET state = 'succeeded', result = %(result)s::jsonb, finished_at = now(),
+    UPDATE {_JOB} SET state = 'succeeded', result = %(result)s::jsonb, finished_at = clock_timestamp(),
         lease_expires_at = NULL, last_error = ''
     WHERE id = %(id)s AND state = 'running' AND attempts = %(attempt)s
     RETURNING id, attempts, worker
 )
 INSERT INTO {_EVENT} (job_id, state, attempt, at, worker, error, note)
-SELECT id, 'succeeded', attempts, now(), worker, '', '' FROM done RETURNING id
+SELECT id, 'succeeded', attempts, clock_timestamp(), worker, '', '' FROM done RETURNING id
 """
 
 

@@ -1,0 +1,119 @@
+"""Enqueueing: validated payloads, the ledger row in the caller's transaction, push on commit."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from bimride.jobs.enqueue import enqueue, publish
+from bimride.jobs.models import Job, JobEvent
+from bimride.jobs.registry import JobPayloadError, UnknownJob
+
+JOB = "tests.effect_default"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},  # missing n
+        {"n": "many"},
+        {"n": -1},
+        {"n": 1, "sleep": 3600},
+        ["n", 1],
+    ],
+)
+@pytest.mark.django_db
+def test_a_bad_payload_is_refused_at_the_call_site_and_nothing_is_stored(payload):
+    with pytest.raises(JobPayloadError) as raised:
+        enqueue(JOB, payload)
+    assert "Invalid payload for tests.effect_default" in str(raised.value)
+    assert Job.objects.count() == 0 and OrmQ.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_an_unknown_job_name_is_refused():
+    with pytest.raises(UnknownJob):
+        enqueue("tests.no_such_job", {"n": 1})
+
+
+@pytest.mark.django_db
+def test_the_push_happens_on_commit_and_marks_the_job_dispatched(
+    django_capture_on_commit_callbacks,
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = enqueue(JOB, {"n": 1})
+    assert OrmQ.objects.count() == 0 and job.dispatched_at is None
+    assert len(callbacks) == 1
+
+    callbacks[0]()
+
+    job.refresh_from_db()
+    assert job.dispatched_at is not None
+    row = OrmQ.objects.get()
+    assert row.key == "default" and row.task["args"] == (job.pk,)
+    assert list(job.events.values_list("state", flat=True)) == ["queued"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rollback_leaves_no_job_and_no_push():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        enqueue(JOB, {"n": 1})
+        raise RuntimeError("the business write failed")
+    assert Job.objects.count() == 0 and OrmQ.objects.count() == 0 and JobEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deferred_job_is_invisible_to_the_broker_until_due():
+    before = timezone.now()
+    job = enqueue(JOB, {"n": 1}, delay=timedelta(seconds=30))
+    assert job.run_at >= before + timedelta(seconds=30)
+    assert OrmQ.objects.get().lock == job.run_at
+    assert OrmQ.objects.filter(lock__lte=timezone.now()).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_existing_idempotency_key_returns_the_existing_job():
+    first = enqueue(JOB, {"n": 1}, idempotency_key="capture:42")
+    again = enqueue(JOB, {"n": 2}, idempotency_key="capture:42")
+    assert again.pk == first.pk and again.payload == {"n": 1}
+    assert Job.objects.count() == 1 and OrmQ.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_transactions_with_one_idempotency_key_make_one_job():
+    barrier = threading.Barrier(8)
+    ids, errors = [], []
+
+    def race():
+        try:
+            barrier.wait(timeout=10)
+            with transaction.atomic():
+                ids.append(enqueue(JOB, {"n": 1}, idempotency_key="payout:17:2026-W08").pk)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert len(ids) == 8 and len(set(ids)) == 1
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_publish_enqueues_one_job_per_subscriber():
+    jobs = publish("ride.completed", ride_id=7)
+    assert sorted(j.name for j in jobs) == [
+        "notifications.send_receipt",
+        "payments.capture_payment",
+        "rides.record_ride_analytics",
+    ]
+    assert {j.subject for j in jobs} == {"ride:7"}
+    assert {j.queue for j in jobs} == {"critical", "default", "bulk"}
