@@ -52,8 +52,8 @@ SELECT * FROM claimed
 """
 _SUCCEED = f"""
 WITH done AS (
-    UPDATE {_JOB} SET state = 'succeeded', result = %(result)s::jsonb, finished_at = clock_timestamp(),
-        lease_expires_at = NULL, last_error = ''
+    UPDATE {_JOB} SET state = 'succeeded', result = %(result)s::jsonb,
+        finished_at = clock_timestamp(), lease_expires_at = NULL, last_error = ''
     WHERE id = %(id)s AND state = 'running' AND attempts = %(attempt)s
     RETURNING id, attempts, worker
 )
