@@ -68,3 +68,16 @@ def declined(payload: dict, ctx: JobContext) -> dict:
 def slow(payload: dict, ctx: JobContext) -> dict:
     time.sleep(payload.get("sleep", 5))
     return {}
+
+
+@job("tests.sleepy", payload=EffectPayload, timeout=3)
+def sleepy(payload: dict, ctx: JobContext) -> dict:
+    """Sleep on the first attempt only (long enough to be killed), then insert one effect."""
+    if ctx.attempt == 1:
+        time.sleep(payload.get("sleep", 2))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {EFFECTS_TABLE} (job_id, attempt) VALUES (%s, %s)",
+            [ctx.job_id, ctx.attempt],
+        )
+    return {"attempt": ctx.attempt}
