@@ -28,7 +28,8 @@ def test_the_job_page_shows_its_audit_trail(admin_client, dead_letter):
     page = admin_client.get(f"/admin/jobs/job/{dead_letter.job_id}/change/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert re.findall(r'field-state"><p>(\w+)', html) == ["queued", "running", "dead"]
+    trail = re.findall(r'<td class="field-state">\s*<p>(\w+)</p>', html)
+    assert trail == ["queued", "running", "dead"]
     assert "Your card was declined." in html
 
 
