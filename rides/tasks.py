@@ -1,10 +1,12 @@
 """Ride jobs: matching and expiry on `critical`, location and analytics on `bulk`."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.db import transaction
 from rest_framework import serializers
 
 from bimride.jobs.registry import JobContext, job
+from bimride.jobs.schedules import schedule
 from rides import services
 
 
@@ -57,3 +59,29 @@ def record_location(payload: dict, ctx: JobContext) -> dict:
 def record_ride_analytics(payload: dict, ctx: JobContext) -> dict:
     """Add a completed ride to the day's totals (exactly once: it commits with the job)."""
     return services.ride_record_analytics(ride_id=payload["ride_id"])
+
+
+RANKING_CHUNK = 200
+RANKING_WINDOW = timedelta(days=30)
+
+
+@job("rides.refresh_driver_ranking", queue="bulk", timeout=300, atomic=False)
+def refresh_driver_ranking(payload: dict, ctx: JobContext) -> dict:
+    """Recompute every driver's rates and rank score in chunks. Each chunk commits with its
+    progress, so a re-run after a crash resumes after the last finished chunk."""
+    cursor = (ctx.progress or {}).get("cursor", 0)
+    done = (ctx.progress or {}).get("done", 0)
+    total = services.driver_count()
+    while True:
+        with transaction.atomic():
+            drivers = services.driver_ranking_refresh(
+                after_id=cursor, chunk=RANKING_CHUNK, window=RANKING_WINDOW
+            )
+            if not drivers:
+                break
+            cursor, done = drivers[-1].pk, done + len(drivers)
+            ctx.report(done=done, total=total, cursor=cursor)
+    return {"drivers": done}
+
+
+schedule("rides.refresh_driver_ranking", "0 * * * *")  # hourly

@@ -6,11 +6,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django_q.admin import ScheduleAdmin as QScheduleAdmin  # the page we extend
+from django_q.models import Schedule
 
 from bimride.errors import BimRideError
 from bimride.jobs import services
-from bimride.jobs.models import DeadLetter, Job, JobEvent
+from bimride.jobs.models import DeadLetter, Job, JobEvent, ScheduleRun
 
 
 class JobEventInline(admin.TabularInline):
@@ -181,3 +183,62 @@ class DeadLetterAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return render(request, "admin/jobs/deadletter/retry_edited.html", context)
+
+
+@admin.register(ScheduleRun)
+class ScheduleRunAdmin(admin.ModelAdmin):
+    list_display = ["schedule", "intended_at", "fired_at", "job_link", "outcome", "dead_letter"]
+    list_filter = ["schedule", "intended_at"]
+    list_select_related = ["job", "job__dead_letter"]
+    date_hierarchy = "intended_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="job")
+    def job_link(self, run: ScheduleRun):
+        if run.job_id is None:
+            return "-"
+        url = reverse("admin:jobs_job_change", args=[run.job_id])
+        return format_html('<a href="{}">#{}</a>', url, run.job_id)
+
+    @admin.display(description="outcome (started → finished)")
+    def outcome(self, run: ScheduleRun) -> str:
+        if run.job is None:
+            return "pruned"
+        times = [
+            t.strftime("%H:%M:%S") if t else "…" for t in (run.job.started_at, run.job.finished_at)
+        ]
+        return f"{run.job.state} ({times[0]} → {times[1]})"
+
+    @admin.display(description="dead letter")
+    def dead_letter(self, run: ScheduleRun):
+        letter = getattr(run.job, "dead_letter", None) if run.job else None
+        if letter is None:
+            return "-"
+        url = reverse("admin:jobs_deadletter_change", args=[letter.pk])
+        return format_html('<a href="{}">{}</a>', url, letter.error_class)
+
+
+class ScheduleWithRunsAdmin(QScheduleAdmin):
+    """django-q2's schedule page, plus the runs of a declared schedule."""
+
+    readonly_fields = [*getattr(QScheduleAdmin, "readonly_fields", []), "recent_runs"]
+
+    @admin.display(description="runs")
+    def recent_runs(self, schedule: Schedule):
+        url = reverse("admin:jobs_schedulerun_changelist") + f"?schedule={schedule.name}"
+        runs = ScheduleRun.objects.filter(schedule=schedule.name).select_related("job")[:10]
+        rows = format_html_join(
+            "",
+            "<li>{} — {}</li>",
+            ((r.intended_at, r.job.state if r.job else "pruned") for r in runs),
+        )
+        return format_html('<ul>{}</ul><a href="{}">All runs</a>', rows, url)
+
+
+admin.site.unregister(Schedule)
+admin.site.register(Schedule, ScheduleWithRunsAdmin)

@@ -2,6 +2,7 @@ from importlib import import_module
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
 
@@ -14,3 +15,11 @@ class JobsConfig(AppConfig):
         autodiscover_modules("tasks")  # every app's tasks.py registers its job types
         for module in settings.JOB_EXTRA_MODULES:
             import_module(module)
+        post_migrate.connect(_sync_schedules, sender=self)
+
+
+def _sync_schedules(**kwargs) -> None:
+    """Keep django-q2's Schedule rows in step with the declarations at every migrate."""
+    from bimride.jobs.schedules import sync_schedules
+
+    sync_schedules()

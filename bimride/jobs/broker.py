@@ -136,3 +136,47 @@ class PostgresBroker(ORM):
 
     def fail(self, task_id) -> None:
         self.delete(task_id)
+
+
+def sync_schedule_rows(wanted: dict[str, dict], *, func: str) -> dict[str, list[str]]:
+    """Create, update and delete the django-q2 Schedule rows whose task is `func` so that they
+    are exactly `wanted` ({name: {cron, tz, next_run}}); other rows are left alone."""
+    from django_q.models import Schedule
+
+    report = {"created": [], "updated": [], "deleted": []}
+    existing = {s.name: s for s in Schedule.objects.filter(func=func)}
+    for name, spec in wanted.items():
+        row = existing.pop(name, None)
+        fields = {
+            "func": func,
+            "args": repr((name,)),
+            "schedule_type": Schedule.CRON,
+            "cron": spec["cron"],
+            "repeats": -1,
+            "intended_date_kwarg": "scheduled_for",
+            "cluster": None,  # fired by the `default` clusters, one at a time (row lock)
+        }
+        if row is None:
+            Schedule.objects.create(name=name, next_run=spec["next_run"], **fields)
+            report["created"].append(name)
+        elif any(getattr(row, k) != v for k, v in fields.items()):
+            Schedule.objects.filter(pk=row.pk).update(next_run=spec["next_run"], **fields)
+            report["updated"].append(name)
+    for name, row in existing.items():
+        row.delete()
+        report["deleted"].append(name)
+    return report
+
+
+def set_schedule_next_run(*, name: str, next_run) -> None:
+    """Correct the next run django-q2 computed in TIME_ZONE to the schedule's own zone."""
+    from django_q.models import Schedule
+
+    Schedule.objects.filter(name=name).update(next_run=next_run)
+
+
+def prune_task_results(*, before) -> int:
+    """Delete django-q2 task result rows (successes and failures) stopped before `before`."""
+    from django_q.models import Task
+
+    return Task.objects.filter(stopped__lt=before).delete()[0]

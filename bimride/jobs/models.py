@@ -121,3 +121,23 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} #{self.job_id}: {self.error_class}"
+
+
+class ScheduleRun(models.Model):
+    """One occurrence of a declared schedule: unique per schedule and intended time."""
+
+    schedule = models.CharField(max_length=100)
+    intended_at = models.DateTimeField()
+    fired_at = models.DateTimeField(default=timezone.now)
+    job = models.OneToOneField(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="schedule_run"
+    )
+
+    class Meta:
+        ordering = ["-intended_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "intended_at"], name="schedule_run_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule} @ {self.intended_at:%Y-%m-%d %H:%M %Z}"

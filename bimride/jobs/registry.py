@@ -34,6 +34,15 @@ class JobContext:
     attempt: int
     trace_id: str
     idempotency_key: str  # the job's key, or one derived from its id: pass it to external calls
+    progress: dict | None = None  # the last progress reported, also by an earlier attempt
+
+    def report(self, **progress) -> None:
+        """Record progress (`done`, `total`, a `cursor` to resume from) on the job, in the
+        current transaction: commit it together with the chunk of work it describes."""
+        from bimride.jobs.runner import record_progress
+
+        record_progress(self, progress)
+        self.progress = progress
 
 
 @dataclass

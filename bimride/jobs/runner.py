@@ -120,7 +120,17 @@ def _context(job: Job) -> JobContext:
         attempt=job.attempts,
         trace_id=job.trace_id,
         idempotency_key=job.idempotency_key or f"job:{job.pk}",
+        progress=job.progress,
     )
+
+
+def record_progress(ctx: JobContext, progress: dict) -> None:
+    """Store a running attempt's progress; raises LeaseLost if the job moved on without it."""
+    updated = Job.objects.filter(pk=ctx.job_id, state="running", attempts=ctx.attempt).update(
+        progress=progress
+    )
+    if not updated:
+        raise LeaseLost(f"job {ctx.job_id} attempt {ctx.attempt} lost its lease")
 
 
 def _execute(job: Job, job_type: JobType) -> None:

@@ -1,0 +1,21 @@
+"""The job system's own jobs: the outbox relay, retention and the alert check."""
+
+from bimride.jobs import pruner, relay
+from bimride.jobs.registry import JobContext, job
+from bimride.jobs.schedules import schedule
+
+
+@job("jobs.relay_outbox", timeout=60)
+def relay_outbox(payload: dict, ctx: JobContext) -> dict:
+    """Push undispatched jobs and rescue orphans (see bimride.jobs.relay)."""
+    return relay.relay()
+
+
+@job("jobs.prune", queue="bulk", timeout=300, atomic=False)
+def prune(payload: dict, ctx: JobContext) -> dict:
+    """Delete finished jobs, audit rows and task results past their retention."""
+    return pruner.prune(ctx)
+
+
+schedule("jobs.relay_outbox", "* * * * *")  # every minute
+schedule("jobs.prune", "30 3 * * *")  # daily 03:30
