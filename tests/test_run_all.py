@@ -1,0 +1,130 @@
+"""`manage.py run_all` (what `make run` starts) and the demo data it seeds."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import requests
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+
+from bimride.jobs.models import Job
+from rides.models import Driver, Rider
+from tests.conftest import ROOT, database_url, wait_until
+
+ADMIN = {"email": "ops@example.com", "password": "ops-password-for-tests"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(method: str, url: str, **kwargs) -> bool:
+    """Whether the server answers 200 (False while it is not listening yet)."""
+    try:
+        return requests.request(method, url, timeout=2, **kwargs).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def processes() -> dict[int, tuple[int, int, str, str]]:
+    """Every process: pid -> (parent pid, session id, state, command line)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                state, ppid, _, sid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:4]
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                table[int(entry.name)] = (int(ppid), int(sid), state, cmdline)
+    return table
+
+
+def qcluster_children(pid: int) -> set[int]:
+    """The qcluster processes that pid started (each leads its own session)."""
+    return {p for p, (ppid, _, _, cmd) in processes().items() if ppid == pid and "qcluster" in cmd}
+
+
+def alive_in_sessions(sessions: set[int]) -> set[int]:
+    """Live processes in these sessions: a qcluster and everything it forked."""
+    return {p for p, (_, sid, state, _) in processes().items() if sid in sessions and state != "Z"}
+
+
+@pytest.mark.workers
+def test_run_all_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db):
+    port = free_port()
+    (ROOT / ".data").mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "PORT": str(port),
+        "ADMIN_EMAIL": ADMIN["email"],
+        "ADMIN_PASSWORD": ADMIN["password"],
+        "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+    }
+    with open(ROOT / ".data" / f"run_all-{os.getpid()}.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_all"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    clusters: set[int] = set()
+    try:
+        wait_until(lambda: answers("GET", f"{base}/healthz"), timeout=30, what="healthz")
+        assert wait_until(
+            lambda: answers("POST", f"{base}/api/auth/token", json=ADMIN),
+            timeout=10,
+            interval=0.5,  # the token endpoint is throttled
+            what="the admin's token",
+        )
+        clusters = wait_until(
+            lambda: len(found := qcluster_children(process.pid)) == 3 and found,
+            what="one qcluster per queue",
+        )
+
+        process.send_signal(signal.SIGINT)
+
+        assert process.wait(timeout=20) == 0
+        assert not alive_in_sessions(clusters)
+    finally:
+        if process.poll() is None:
+            process.terminate()  # run_all stops its children
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        for pid in clusters:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.django_db
+def test_seeding_demo_data_twice_creates_nothing_new():
+    def counts():
+        models = (get_user_model(), Rider, Driver, Token, Job)
+        return {model.__name__: model.objects.count() for model in models}
+
+    call_command("seed_demo", stdout=StringIO())
+    first = counts()
+    call_command("seed_demo", stdout=StringIO())
+
+    assert counts() == first
+    assert first["Rider"] >= 2 and first["Driver"] >= 2
+    assert first["Job"] < 50
+    assert not Driver.objects.filter(available=False).exists()
+    assert not Driver.objects.filter(lat__isnull=True).exists()
+    assert authenticate(username="rider1@demo.bimride.example", password="demo-password-123")
+    assert authenticate(username="driver1@demo.bimride.example", password="demo-password-123")
