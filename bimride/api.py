@@ -2,9 +2,11 @@
 
 import functools
 import hashlib
+import hmac
 import json
 import logging
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from rest_framework import exceptions, status
@@ -33,6 +35,9 @@ def exception_handler(exc, context):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         exc = exceptions.ParseError("The request body is too large.", code="too_large")
+    if isinstance(exc, RecursionError) and "JSON" in str(exc):
+        # json refuses deep nesting ("[[[[...") with a RecursionError; DRF only maps ValueError
+        exc = exceptions.ParseError("The JSON document is nested too deeply.")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -51,7 +56,9 @@ class Pagination(PageNumberPagination):
 
 
 def _fingerprint(request) -> str:
-    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    """A keyed hash of the request: bodies may hold passwords, so no plain digest is stored."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), digestmod=hashlib.sha256)
+    digest.update(f"{request.method} {request.path}\n".encode())
     digest.update(json.dumps(request.data, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 

@@ -5,9 +5,18 @@ from bimride.jobs.serializers import JobSummarySerializer
 from rides.models import Ride
 
 
+class CoordinateField(serializers.FloatField):
+    """A finite number; unlike DRF's FloatField, JSON `true` is not read as 1.0."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class PointSerializer(serializers.Serializer):
-    lat = serializers.FloatField(min_value=-90, max_value=90)
-    lng = serializers.FloatField(min_value=-180, max_value=180)
+    lat = CoordinateField(min_value=-90, max_value=90)
+    lng = CoordinateField(min_value=-180, max_value=180)
 
 
 class RegisterInput(serializers.Serializer):

@@ -2,14 +2,14 @@
 the same transaction, so a rollback leaves neither the change nor its jobs."""
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -97,6 +97,8 @@ def _locked(ride_id: int) -> Ride:
 @transaction.atomic
 def ride_request(*, rider: Rider, pickup: dict, dropoff: dict) -> Ride:
     """Request a ride; matching, payment authorisation and the expiry check follow as jobs."""
+    # Locked, so that of racing requests (two devices, two keys) one sees the other's ride.
+    rider = Rider.objects.select_for_update().get(pk=rider.pk)
     if Ride.objects.filter(
         rider=rider, status__in=[Ride.Status.REQUESTED, Ride.Status.ACCEPTED, "in_progress"]
     ).exists():
@@ -247,6 +249,37 @@ def ride_record_analytics(*, ride_id: int) -> dict:
         distance_km=F("distance_km") + ride.distance_km,
     )
     return {"day": day.isoformat()}
+
+
+def driver_ranking_refresh(*, after_id: int, chunk: int, window: timedelta) -> list[Driver]:
+    """Recompute acceptance and completion rates and the rank score of the next `chunk`
+    drivers with ids above `after_id`, over the last `window`. Returns the drivers done."""
+    since = timezone.now() - window
+    drivers = list(
+        Driver.objects.filter(pk__gt=after_id)
+        .order_by("pk")
+        .annotate(
+            offered=Count("offers", filter=Q(offers__created_at__gte=since), distinct=True),
+            taken=Count("rides", filter=Q(rides__accepted_at__gte=since), distinct=True),
+            completed=Count(
+                "rides",
+                filter=Q(rides__accepted_at__gte=since, rides__status=Ride.Status.COMPLETED),
+                distinct=True,
+            ),
+        )[:chunk]
+    )
+    for d in drivers:
+        d.acceptance_rate = min(1.0, d.taken / d.offered) if d.offered else 1.0
+        d.completion_rate = d.completed / d.taken if d.taken else 1.0
+        d.rank_score = round(
+            d.rating / 5 * (0.5 + 0.25 * d.acceptance_rate + 0.25 * d.completion_rate), 4
+        )
+    Driver.objects.bulk_update(drivers, ["acceptance_rate", "completion_rate", "rank_score"])
+    return drivers
+
+
+def driver_count() -> int:
+    return Driver.objects.count()
 
 
 def ride_set_receipt_status(*, ride_id: int, status: str) -> None:
