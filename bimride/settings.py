@@ -170,6 +170,19 @@ JOB_MAX_TIMEOUT = env.int("JOB_MAX_TIMEOUT", 300)  # no job type may declare a l
 JOB_RELAY_AFTER = timedelta(seconds=env.int("JOB_RELAY_AFTER_SECONDS", 10))
 JOB_LEASE_GRACE = timedelta(seconds=env.int("JOB_LEASE_GRACE_SECONDS", 5))
 JOB_RETENTION = timedelta(days=env.int("JOB_RETENTION_DAYS", 7))
+# Alerts: more than ALERT_DEAD_LETTERS new dead letters within the window, or a queue whose
+# oldest due job waited longer than its SLA (QUEUE_LAG_SLA_<QUEUE> seconds).
+ALERT_DEAD_LETTERS = env.int("ALERT_DEAD_LETTERS", 10)
+ALERT_DEAD_LETTER_WINDOW = timedelta(minutes=env.int("ALERT_DEAD_LETTER_WINDOW_MINUTES", 15))
+QUEUE_LAG_SLA = {
+    queue: env.float(f"QUEUE_LAG_SLA_{queue.upper()}", default)
+    for queue, default in (("critical", 30), ("default", 120), ("bulk", 900))
+}
+# Metrics: counters of every process on this host meet in this directory (prometheus-client's
+# multiprocess mode); /metrics answers staff sessions and `Authorization: Bearer METRICS_TOKEN`.
+METRICS_TOKEN = env.str("METRICS_TOKEN", "")
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(BASE_DIR / ".data" / "metrics"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 # Extra modules declaring job types, beside every app's tasks.py (tests and benchmarks).
 JOB_EXTRA_MODULES = env.list("JOB_EXTRA_MODULES", default=[])
 READY_MAX_LAG_SECONDS = env.float("READY_MAX_LAG_SECONDS", 300)
@@ -201,17 +214,32 @@ Q_CLUSTER = {
 }
 
 # --- Email --------------------------------------------------------------------------------------
+# The provider is a setting: SendGrid through anymail when SENDGRID_API_KEY is set; otherwise
+# EMAIL_BACKEND (console by default, so development works offline; the file backend writes each
+# message to EMAIL_FILE_PATH). SENDGRID_API_URL points anymail at a stand-in in tests.
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "BimRide <rides@bimride.example>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 if env.str("SENDGRID_API_KEY", ""):
     EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
 else:
     EMAIL_BACKEND = env.str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", str(BASE_DIR / ".data" / "emails"))
 ANYMAIL = {
     "SENDGRID_API_KEY": env.str("SENDGRID_API_KEY", ""),
     "SENDGRID_API_URL": env.str("SENDGRID_API_URL", "https://api.sendgrid.com/v3/"),
+    # (connect, read) seconds: well inside the email jobs' 30 s timeout, so a hung provider is
+    # a failed attempt to retry, not a killed worker.
+    "REQUESTS_TIMEOUT": (
+        env.float("EMAIL_CONNECT_TIMEOUT", 5.0),
+        env.float("EMAIL_READ_TIMEOUT", 10.0),
+    ),
+    # "user:password" of the tracking webhook's basic auth; unset, the webhook refuses all.
     "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", ""),
 }
+if PRODUCTION and EMAIL_BACKEND.rsplit(".", 2)[-2] in ("console", "filebased"):
+    raise ImproperlyConfigured("DJANGO_ENV=production needs SENDGRID_API_KEY (or EMAIL_BACKEND).")
+if PRODUCTION and ANYMAIL["SENDGRID_API_KEY"] and not ANYMAIL["WEBHOOK_SECRET"]:
+    raise ImproperlyConfigured("DJANGO_ENV=production with SendGrid needs ANYMAIL_WEBHOOK_SECRET.")
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
@@ -241,7 +269,7 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "django_q": {"level": env.str("Q_LOG_LEVEL", "WARNING"), "propagate": True},
+        "django-q": {"level": env.str("Q_LOG_LEVEL", "WARNING"), "propagate": True},
         "bimride.alerts": {"handlers": ["mail_admins"], "level": "ERROR", "propagate": True},
     },
 }

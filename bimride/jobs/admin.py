@@ -11,8 +11,8 @@ from django_q.admin import ScheduleAdmin as QScheduleAdmin  # the page we extend
 from django_q.models import Schedule
 
 from bimride.errors import BimRideError
-from bimride.jobs import services
-from bimride.jobs.models import DeadLetter, Job, JobEvent, ScheduleRun
+from bimride.jobs import selectors, services
+from bimride.jobs.models import Alert, DeadLetter, Job, JobEvent, ScheduleRun
 
 
 class JobEventInline(admin.TabularInline):
@@ -41,6 +41,42 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def get_urls(self):
+        dashboard = self.admin_site.admin_view(self.dashboard_view)
+        return [path("dashboard/", dashboard, name="jobs_dashboard"), *super().get_urls()]
+
+    def dashboard_view(self, request):
+        """Queues at a glance: depth, lag, last hour's throughput, running jobs, dead letters."""
+        series = selectors.throughput(minutes=60, bucket=5)
+        queues = []
+        for stats in selectors.queue_stats():
+            bars = series.get(stats["queue"], [])
+            top = max(bars, default=0) or 1
+            queues.append(
+                {
+                    **stats,
+                    "bars": [
+                        {
+                            "x": i * 10,
+                            "y": 30 - round(28 * n / top),
+                            "h": round(28 * n / top),
+                            "n": n,
+                        }
+                        for i, n in enumerate(bars)
+                    ],
+                }
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queue overview",
+            "opts": self.model._meta,
+            "queues": queues,
+            "running": selectors.running_jobs(),
+            "dead_by_type": selectors.deadletters_by_type(),
+            "alerts": Alert.objects.filter(cleared_at__isnull=True),
+        }
+        return render(request, "admin/jobs/dashboard.html", context)
 
     @admin.action(description="Cancel the selected queued or retrying jobs")
     def cancel_jobs(self, request, queryset):
@@ -242,3 +278,13 @@ class ScheduleWithRunsAdmin(QScheduleAdmin):
 
 admin.site.unregister(Schedule)
 admin.site.register(Schedule, ScheduleWithRunsAdmin)
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["key", "message", "opened_at", "last_seen_at", "cleared_at"]
+    list_filter = ["key", ("cleared_at", admin.EmptyFieldListFilter)]
+    readonly_fields = ["key", "message", "opened_at", "last_seen_at", "cleared_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -47,6 +47,7 @@ class Job(models.Model):
             models.Index(fields=["name", "created_at"], name="job_name_idx"),
             models.Index(fields=["subject"], name="job_subject_idx"),
             models.Index(fields=["trace_id"], name="job_trace_idx"),
+            models.Index(fields=["finished_at"], name="job_finished_idx"),
             models.Index(
                 fields=["created_at"],
                 name="job_undispatched_idx",
@@ -141,3 +142,24 @@ class ScheduleRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule} @ {self.intended_at:%Y-%m-%d %H:%M %Z}"
+
+
+class Alert(models.Model):
+    """An incident raised by the alert check; it clears itself when its condition clears."""
+
+    key = models.CharField(max_length=100)  # "dead_letters", "lag:critical"
+    message = models.TextField()
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=Q(cleared_at__isnull=True), name="alert_one_open_per_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from bimride.jobs import broker
+from bimride.jobs import broker, metrics
 from bimride.jobs.models import Job, ScheduleRun
 from bimride.jobs.registry import JobContext
 
@@ -30,4 +30,6 @@ def prune(ctx: JobContext | None = None) -> dict:
                 ctx.report(done=counts["jobs"])
     counts["schedule_runs"] = ScheduleRun.objects.filter(intended_at__lt=cutoff).delete()[0]
     counts["task_results"] = broker.prune_task_results(before=cutoff)
+    for kind, n in counts.items():
+        metrics.PRUNED.labels(kind).inc(n)
     return counts

@@ -20,7 +20,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from bimride.errors import BimRideError
-from bimride.jobs import registry
+from bimride.jobs import metrics, registry
 from bimride.jobs.broker import WorkerTimeout
 from bimride.jobs.enqueue import dispatch
 from bimride.jobs.models import DeadLetter, Job, JobEvent
@@ -85,6 +85,10 @@ def run_job(job_id: int) -> None:
         queue=job.queue,
     ):
         started = time.monotonic()
+        metrics.ATTEMPTS.labels(job.name, job.queue).inc()
+        metrics.JOB_WAIT.labels(job.name).observe(
+            max(0.0, (job.started_at - job.run_at).total_seconds())
+        )
         try:
             job_type = registry.get(job.name)
             if job.attempts > job.max_attempts:  # its worker died on the last allowed attempt
@@ -93,7 +97,10 @@ def run_job(job_id: int) -> None:
         except (Exception, WorkerTimeout) as error:  # noqa: BLE001 - recorded, retried or dead
             _patiently(_fail, job, error)
         else:
-            logger.info("job succeeded in %.3fs", time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            metrics.JOB_RUN.labels(job.name).observe(elapsed)
+            metrics.SUCCEEDED.labels(job.name, job.queue).inc()
+            logger.info("job succeeded in %.3fs", elapsed)
 
 
 def _claim(job_id: int) -> Job | None:
@@ -163,6 +170,7 @@ def _fail(job: Job, error: BaseException) -> None:
         return
     message = _error_text(error)
     now = timezone.now()
+    metrics.FAILURES.labels(job.name, job.queue).inc()
     current.last_error, current.lease_expires_at = message, None
     if isinstance(error, PERMANENT) or current.attempts >= current.max_attempts:
         current.state, current.finished_at = Job.State.DEAD, now
@@ -171,6 +179,7 @@ def _fail(job: Job, error: BaseException) -> None:
             job=current, state=current.state, attempt=current.attempts, worker=WORKER, error=message
         )
         _dead_letter(current, error)
+        metrics.DEAD.labels(job.name, job.queue).inc()
         logger.error("job dead after %s attempt(s): %s", current.attempts, message)
         return
     job_type = registry.get(current.name)
@@ -182,6 +191,7 @@ def _fail(job: Job, error: BaseException) -> None:
         job=current, state=current.state, attempt=current.attempts, worker=WORKER, error=message
     )
     dispatch(current)  # commits with the state change: a retry is never lost
+    metrics.RETRIES.labels(job.name, job.queue).inc()
     logger.warning("job failed (%s); next attempt at %s", message, current.run_at.isoformat())
 
 

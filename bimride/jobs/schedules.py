@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bimride.jobs import broker, registry
+from bimride.jobs import broker, metrics, registry
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import ScheduleRun
 
@@ -113,6 +113,7 @@ def _run_once(spec: ScheduleSpec, intended: datetime) -> int | None:
                 idempotency_key=f"schedule:{spec.name}:{intended.isoformat()}",
             )
             run.save(update_fields=["job"])
+        metrics.SCHEDULE_RUNS.labels(spec.name).inc()
     except IntegrityError:
         logger.info("schedule %s for %s already ran", spec.name, intended.isoformat())
         return None

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Count, Min
 from django.utils import timezone
 
@@ -95,6 +96,37 @@ def queue_lags() -> dict[str, float]:
     lags = dict.fromkeys(settings.JOB_QUEUES, 0.0)
     lags.update({queue: round((now - first).total_seconds(), 3) for queue, first in rows})
     return lags
+
+
+def throughput(*, minutes: int = 60, bucket: int = 5) -> dict[str, list[int]]:
+    """Jobs finished per queue in each `bucket`-minute slot of the last `minutes`, oldest first."""
+    now = timezone.now()
+    slots = minutes // bucket
+    series = {q: [0] * slots for q in settings.JOB_QUEUES}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT queue, floor(extract(epoch FROM %s - finished_at) / %s)::int, count(*)"
+            f" FROM {Job._meta.db_table} WHERE finished_at >= %s GROUP BY 1, 2",
+            [now, bucket * 60, now - timedelta(minutes=minutes)],
+        )
+        for queue, age, n in cursor.fetchall():
+            if queue in series and 0 <= age < slots:
+                series[queue][slots - 1 - age] = n
+    return series
+
+
+def deadletters_by_type() -> list[dict]:
+    """Open dead letters per job type, most first."""
+    return list(
+        DeadLetter.objects.filter(resolution="")
+        .values("name", "queue")
+        .annotate(n=Count("id"))
+        .order_by("-n", "name")
+    )
+
+
+def running_jobs(limit: int = 50):
+    return Job.objects.filter(state=Job.State.RUNNING).order_by("started_at")[:limit]
 
 
 def deadletter_list(*, status: str = "open"):

@@ -1,6 +1,6 @@
 """The job system's own jobs: the outbox relay, retention and the alert check."""
 
-from bimride.jobs import pruner, relay
+from bimride.jobs import alerts, pruner, relay
 from bimride.jobs.registry import JobContext, job
 from bimride.jobs.schedules import schedule
 
@@ -17,5 +17,12 @@ def prune(payload: dict, ctx: JobContext) -> dict:
     return pruner.prune(ctx)
 
 
+@job("jobs.check_alerts", timeout=60)
+def check_alerts(payload: dict, ctx: JobContext) -> dict:
+    """Raise or clear alerts for dead letters and queue lag."""
+    return alerts.check()
+
+
 schedule("jobs.relay_outbox", "* * * * *")  # every minute
+schedule("jobs.check_alerts", "* * * * *")  # every minute
 schedule("jobs.prune", "30 3 * * *")  # daily 03:30

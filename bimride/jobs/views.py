@@ -1,13 +1,18 @@
 """The job API: a job's status for its owner, and the staff-only ops endpoints."""
 
+import hmac
+
+from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.permissions import BasePermission, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bimride.jobs import selectors, services
+from bimride.jobs import metrics, selectors, services
 from bimride.jobs.serializers import (
     DeadLetterDiscardInput,
     DeadLetterRetryInput,
@@ -76,3 +81,24 @@ class DeadLetterDiscardView(APIView):
             dead_letter_id=dead_letter_id, user=request.user, **serializer.validated_data
         )
         return Response(DeadLetterSerializer(dead_letter).data)
+
+
+class IsStaffOrScrapeToken(BasePermission):
+    """Staff (any authentication), or `Authorization: Bearer $METRICS_TOKEN` for Prometheus."""
+
+    def has_permission(self, request, view) -> bool:
+        token = settings.METRICS_TOKEN
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if token and hmac.compare_digest(bearer.encode(), token.encode()):
+            return True
+        return bool(request.user and request.user.is_staff)
+
+
+class MetricsView(APIView):
+    """Prometheus scrape endpoint (text exposition format)."""
+
+    permission_classes = [IsStaffOrScrapeToken]
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> HttpResponse:
+        return HttpResponse(metrics.render(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,61 @@
+"""Prometheus metrics of the job system.
+
+Counters and histograms are observed where things happen (the runner, the pruner, the
+scheduler) in whichever process does them, and summed across a host's processes through
+prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR). Queue depth, lag, running
+jobs, open dead letters and open alerts are read from the database at scrape time, so every
+host reports the same global figures.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+JOB_WAIT = Histogram(
+    "bimride_job_wait_seconds", "Due time to start of each attempt.", ["job"], buckets=_SECONDS
+)
+JOB_RUN = Histogram(
+    "bimride_job_run_seconds", "Run time of each attempt.", ["job"], buckets=_SECONDS
+)
+ATTEMPTS = Counter("bimride_job_attempts", "Attempts started.", ["job", "queue"])
+SUCCEEDED = Counter("bimride_job_succeeded", "Jobs that succeeded.", ["job", "queue"])
+FAILURES = Counter("bimride_job_failures", "Attempts that failed.", ["job", "queue"])
+RETRIES = Counter("bimride_job_retries", "Attempts scheduled after a failure.", ["job", "queue"])
+DEAD = Counter("bimride_job_dead_letters", "Jobs moved to the dead letters.", ["job", "queue"])
+PRUNED = Counter("bimride_pruned", "Rows deleted by retention.", ["kind"])
+SCHEDULE_RUNS = Counter("bimride_schedule_runs", "Schedule occurrences run.", ["schedule"])
+
+
+class DatabaseCollector:
+    """Gauges read from the ledger at scrape time."""
+
+    def collect(self):
+        from bimride.jobs.models import Alert
+        from bimride.jobs.selectors import queue_stats
+
+        depth = GaugeMetricFamily(
+            "bimride_queue_depth", "Jobs waiting or running.", labels=["queue", "state"]
+        )
+        lag = GaugeMetricFamily(
+            "bimride_queue_lag_seconds", "Age of the oldest due job not started.", labels=["queue"]
+        )
+        dead = GaugeMetricFamily(
+            "bimride_dead_letters_open", "Dead letters not yet resolved.", labels=["queue"]
+        )
+        for q in queue_stats():
+            for state, n in q["depth"].items():
+                depth.add_metric([q["queue"], state], n)
+            lag.add_metric([q["queue"]], q["lag_seconds"])
+            dead.add_metric([q["queue"]], q["dead_letters_open"])
+        alerts = GaugeMetricFamily("bimride_alerts_open", "Alerts not yet cleared.")
+        alerts.add_metric([], Alert.objects.filter(cleared_at__isnull=True).count())
+        yield from (depth, lag, dead, alerts)
+
+
+def render() -> bytes:
+    """The text exposition of every metric: this host's processes plus the database's."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(DatabaseCollector())
+    return generate_latest(registry)
