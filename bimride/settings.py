@@ -193,7 +193,8 @@ Q_CLUSTER = {
     "name": "default",
     "orm": "default",
     "broker_class": "bimride.jobs.broker.PostgresBroker",
-    "workers": env.int("Q_WORKERS", 2),
+    # django-q2 applies ALT_CLUSTERS only to clusters not named like this base ("default").
+    "workers": env.int("Q_WORKERS_DEFAULT", _QUEUE_WORKERS["default"]),
     # django-q2 redelivers a task still unacknowledged after `retry` seconds: keep it above
     # every job's timeout so a slow job is never started twice (the runner's lease rescues
     # jobs whose worker died much sooner).
@@ -210,6 +211,7 @@ Q_CLUSTER = {
     "ALT_CLUSTERS": {
         queue: {"workers": env.int(f"Q_WORKERS_{queue.upper()}", n)}
         for queue, n in _QUEUE_WORKERS.items()
+        if queue != "default"
     },
 }
 
