@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # the admin's and the API docs' static files
     "bimride.tracing.TraceMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -116,6 +117,14 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 
 # Request bodies: the API takes small JSON documents.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", 64 * 1024)
@@ -225,6 +234,9 @@ if env.str("SENDGRID_API_KEY", ""):
     EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
 else:
     EMAIL_BACKEND = env.str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# anymail 15 still ships (and tests) its SendGrid backend but no longer promises support for it;
+# SendGrid is the provider we chose, so that notice is not a deployment problem.
+SILENCED_SYSTEM_CHECKS = ["anymail.W003"]
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", str(BASE_DIR / ".data" / "emails"))
 ANYMAIL = {
     "SENDGRID_API_KEY": env.str("SENDGRID_API_KEY", ""),
@@ -242,6 +254,32 @@ if PRODUCTION and EMAIL_BACKEND.rsplit(".", 2)[-2] in ("console", "filebased"):
     raise ImproperlyConfigured("DJANGO_ENV=production needs SENDGRID_API_KEY (or EMAIL_BACKEND).")
 if PRODUCTION and ANYMAIL["SENDGRID_API_KEY"] and not ANYMAIL["WEBHOOK_SECRET"]:
     raise ImproperlyConfigured("DJANGO_ENV=production with SendGrid needs ANYMAIL_WEBHOOK_SECRET.")
+
+# --- Payments -----------------------------------------------------------------------------------
+# Stripe through the real SDK. Without STRIPE_API_KEY, the local stand-in
+# (payments/stripe_standin.py, started by `make run`) answers on STRIPE_API_BASE; with the key
+# set, the same code talks to Stripe itself.
+_STRIPE_KEY = env.str("STRIPE_API_KEY", "")
+STRIPE_USES_STANDIN = not _STRIPE_KEY
+STRIPE_API_KEY = _STRIPE_KEY or "sk_test_standin"
+STRIPE_API_BASE = env.str(
+    "STRIPE_API_BASE", "https://api.stripe.com" if _STRIPE_KEY else "http://127.0.0.1:12111"
+)
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", "whsec_dev_standin_secret")
+STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", 300)  # seconds
+STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", 20.0)  # seconds; below the payment jobs' 30 s
+# The card each rider's customer gets (a Stripe test token; no card number is ever stored).
+STRIPE_TEST_PAYMENT_METHOD = env.str("STRIPE_TEST_PAYMENT_METHOD", "pm_card_visa")
+CANCELLATION_FEE = env.int("CANCELLATION_FEE", 500)  # minor units of FARE_CURRENCY
+CANCELLATION_GRACE_SECONDS = env.int("CANCELLATION_GRACE_SECONDS", 120)
+CANCELLATION_FEE_DELAY = timedelta(seconds=env.int("CANCELLATION_FEE_DELAY_SECONDS", 60))
+# Weekly incentive: PAYOUT_PER_RIDE for each completed ride of a driver with at least
+# PAYOUT_MIN_RIDES completed rides in the ISO week.
+PAYOUT_MIN_RIDES = env.int("PAYOUT_MIN_RIDES", 10)
+PAYOUT_PER_RIDE = env.int("PAYOUT_PER_RIDE", 100)
+# TEST HOOK, never set in production: seconds a payment job sleeps after Stripe answered and
+# before it records the answer, so a test can kill the worker in that window.
+PAYMENTS_TEST_PAUSE_AFTER_STRIPE = env.float("PAYMENTS_TEST_PAUSE_AFTER_STRIPE", 0.0)
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")

@@ -30,6 +30,8 @@ class Command(BaseCommand):
         port = os.environ.get("PORT", "8000")
         self.say("migrating the database")
         call_command("migrate", interactive=False, verbosity=0)
+        if settings.PRODUCTION:
+            call_command("collectstatic", interactive=False, verbosity=0)
         self.say("seeding demo data")
         call_command("seed_demo", stdout=self.stdout)
         admin_email = self.ensure_admin()

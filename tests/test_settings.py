@@ -1,0 +1,47 @@
+"""Production settings: fail fast on missing variables, pass `check --deploy` when complete."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, "DJANGO_ENV": "production", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_production_refuses_to_start_without_its_variables():
+    result = manage("check", DATABASE_URL="")
+    assert result.returncode != 0
+    assert (
+        "DJANGO_ENV=production needs these environment variables: "
+        "SECRET_KEY, DATABASE_URL, ALLOWED_HOSTS"
+    ) in result.stderr
+
+
+def test_production_settings_pass_the_deployment_checks():
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DATABASE_URL=os.environ.get("DATABASE_URL", "postgresql://u@localhost/db"),
+        ALLOWED_HOSTS="api.bimride.example",
+        SENDGRID_API_KEY="SG.test",
+        ANYMAIL_WEBHOOK_SECRET="hooks:secret",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
