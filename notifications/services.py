@@ -1,50 +1,335 @@
-"""Outgoing email. Each message is rendered from templates/notifications/<name>.{txt,html}."""
+"""Every write to the notification log and the suppression list, and the sending of email.
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
+An email is sent at most once per notification key and at least once per job: each attempt
+first commits the notification's state, then talks to the provider holding no lock, then
+commits the provider's message id. A re-run finding a message id does not send again. The one
+window left is a worker dying after the provider accepted the message and before that commit:
+SendGrid's v3 API has no idempotency key, so that attempt's retry sends a second copy.
+"""
 
+import logging
+import smtplib
+from dataclasses import dataclass
+
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+)
+from anymail.signals import AnymailTrackingEvent, EventType
+from django.db import transaction
+from django.utils import timezone
+
+from bimride.db import patiently
+from bimride.errors import BimRideError, NotFound, PermanentError
+from bimride.jobs.enqueue import enqueue
+from bimride.jobs.models import Job
+from notifications import emails
+from notifications.emails import Email
+from notifications.models import Notification, Suppression
 from rides.models import Ride
 from rides.services import ride_set_receipt_status
 
-User = get_user_model()
+logger = logging.getLogger(__name__)
+
+Status = Notification.Status
+CANCELLATIONS_TOLD = {"driver": "cancelled by the driver", "system": "expired"}
+RETRIABLE_HTTP_4XX = (408, 429)  # timeouts and rate limits pass; other 4xx answers are final
+RECORD_PATIENCE = 8  # seconds to keep trying to record an accepted message while the DB is down
 
 
-def _send(*, to: str, template: str, subject: str, context: dict) -> None:
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(f"notifications/{template}.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[to],
+class EmailRejected(PermanentError):
+    """The provider refused the message (a bad address, a malformed request): never retried."""
+
+    code = "email_rejected"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The job sending an email: its notification key, type and payload (kept for resends)."""
+
+    key: str
+    job_name: str
+    payload: dict
+    job_id: int | None = None
+
+
+# --- sending ------------------------------------------------------------------------------------
+def notification_send(*, email: Email, origin: Origin) -> dict:
+    """Send `email` under `origin.key` unless the provider already accepted it or the address is
+    suppressed. Call from a job declared `atomic=False`: the log's state must commit on its own.
+
+    Raises EmailRejected when the provider refuses the message (the notification is then
+    failed); lets transient errors (5xx, timeouts, connection errors) raise, to be retried.
+    """
+    notification, outcome = _begin_attempt(email, origin)
+    if outcome is not None:
+        return outcome
+    message = emails.message_for(email)
+    try:
+        message.send()
+    except Exception as error:
+        reason = _rejection(error)
+        if reason is None:
+            _record_error(notification.pk, f"{type(error).__name__}: {error}")
+            raise
+        notification_fail(key=origin.key, error=reason)
+        raise EmailRejected(reason) from error
+    status = getattr(message, "anymail_status", None)  # anymail backends report the provider's
+    message_id = (status.message_id if status else None) or message.extra_headers["Message-ID"]
+    # Failing to record an accepted message would make the retry send it a second time.
+    patiently(_record_sent, notification.pk, str(message_id), patience=RECORD_PATIENCE)
+    return {"status": Status.SENT, "notification_id": notification.pk, "message_id": message_id}
+
+
+@transaction.atomic
+def _begin_attempt(email: Email, origin: Origin) -> tuple[Notification, dict | None]:
+    """Find or create the notification, locked; say why not to send, or count the attempt."""
+    notification, _ = Notification.objects.select_for_update().get_or_create(
+        key=origin.key,
+        defaults={
+            "template": email.template,
+            "recipient": email.to,
+            "subject": email.subject,
+            "job_name": origin.job_name,
+            "payload": origin.payload,
+            "user_id": email.user_id,
+            "ride_id": email.ride_id,
+        },
     )
-    message.attach_alternative(
-        render_to_string(f"notifications/{template}.html", context), "text/html"
+    if notification.status in Notification.ACCEPTED and notification.message_id:
+        return notification, {
+            "status": notification.status,
+            "notification_id": notification.pk,
+            "message_id": notification.message_id,
+            "already_sent": True,
+        }
+    now = timezone.now()
+    notification.recipient, notification.subject = email.to, email.subject
+    notification.job_id = origin.job_id
+    suppression = suppression_for(email=email.to)
+    if suppression is not None:
+        notification.status = Status.SUPPRESSED
+        notification.error = f"{suppression.email} is suppressed ({suppression.reason})"
+        notification.save()
+        _set_receipt_status(notification, Ride.ReceiptStatus.FAILED)
+        return notification, {"skipped": notification.error, "notification_id": notification.pk}
+    notification.status, notification.error = Status.QUEUED, ""
+    notification.attempts += 1
+    notification.last_attempt_at = now
+    notification.save()
+    return notification, None
+
+
+def _rejection(error: Exception) -> str | None:
+    """Why the provider refused the message for good, or None for an error worth a retry."""
+    if isinstance(error, (AnymailRecipientsRefused, AnymailInvalidAddress)):
+        return str(error).splitlines()[0]
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return f"The mail server refused the recipients: {error.recipients}"
+    if isinstance(error, AnymailAPIError):
+        status = error.status_code
+        if status is not None and 400 <= status < 500 and status not in RETRIABLE_HTTP_4XX:
+            return f"{error.esp_name or 'The provider'} answered {status}: {_api_errors(error)}"
+    return None
+
+
+def _api_errors(error: AnymailAPIError) -> str:
+    try:
+        errors = error.response.json()["errors"]
+        return "; ".join(str(e.get("message", e)) for e in errors)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return getattr(error.response, "text", "")[:500]
+
+
+def _record_error(notification_id: int, error: str) -> None:
+    Notification.objects.filter(pk=notification_id).update(error=error[:2000])
+
+
+@transaction.atomic
+def _record_sent(notification_id: int, message_id: str) -> None:
+    notification = Notification.objects.select_for_update().get(pk=notification_id)
+    notification.status, notification.message_id = Status.SENT, message_id
+    notification.sent_at, notification.error = timezone.now(), ""
+    notification.save()
+    _set_receipt_status(notification, Ride.ReceiptStatus.SENT)
+
+
+def notification_fail(*, key: str, error: str) -> None:
+    """Mark the notification `key` failed, unless the provider accepted it meanwhile (also the
+    `on_dead` hook of every email job)."""
+    with transaction.atomic():
+        notification = Notification.objects.select_for_update().filter(key=key).first()
+        if notification is None or notification.status in (*Notification.ACCEPTED, Status.FAILED):
+            return  # accepted meanwhile, or failed already with the provider's own reason
+        notification.status, notification.error = Status.FAILED, error[:2000]
+        notification.save()
+        _set_receipt_status(notification, Ride.ReceiptStatus.FAILED)
+
+
+def _set_receipt_status(notification: Notification, status: str) -> None:
+    if notification.template == Notification.Template.RECEIPT and notification.ride_id:
+        ride_set_receipt_status(ride_id=notification.ride_id, status=status)
+
+
+# --- the emails ---------------------------------------------------------------------------------
+def welcome_send(*, user_id: int, origin: Origin) -> dict:
+    """Welcome a new rider or driver, once."""
+    return notification_send(email=emails.welcome(user_id=user_id), origin=origin)
+
+
+def receipt_send(*, ride_id: int, origin: Origin) -> dict:
+    """Send the receipt of a completed ride, once; the ride's receipt status follows."""
+    return notification_send(email=emails.receipt(ride_id=ride_id), origin=origin)
+
+
+def ride_cancelled_send(*, ride_id: int, cancelled_by: str, origin: Origin) -> dict:
+    """Tell the rider their ride was cancelled by the driver or expired; a rider who cancelled
+    knows already."""
+    if cancelled_by not in CANCELLATIONS_TOLD:
+        return {"skipped": f"cancelled by {cancelled_by}: the rider is not told"}
+    email = emails.ride_cancelled(ride_id=ride_id, cancelled_by=cancelled_by)
+    return notification_send(email=email, origin=origin)
+
+
+def payment_failed_send(
+    *, ride_id: int, amount: int, currency: str, reason: str, origin: Origin
+) -> dict:
+    """Tell the rider a payment for their ride failed, once per payment."""
+    email = emails.payment_failed(ride_id=ride_id, amount=amount, currency=currency, reason=reason)
+    return notification_send(email=email, origin=origin)
+
+
+def refund_confirmation_send(
+    *, ride_id: int, refund_id: int, amount: int, currency: str, origin: Origin
+) -> dict:
+    """Confirm a refund to the rider, once per refund."""
+    email = emails.refund_confirmation(
+        ride_id=ride_id, refund_id=refund_id, amount=amount, currency=currency
     )
-    message.send()
+    return notification_send(email=email, origin=origin)
 
 
-def welcome_send(*, user_id: int) -> None:
-    """Send the welcome email to a new account."""
-    user = User.objects.get(pk=user_id)
-    _send(
-        to=user.email,
-        template="welcome",
-        subject="Welcome to BimRide",
-        context={"name": user.first_name},
+# --- resending ----------------------------------------------------------------------------------
+@transaction.atomic
+def notification_resend(*, notification_id: int) -> Job:
+    """Send a logged email again, as a new notification sent by a new job of the same type."""
+    original = Notification.objects.filter(pk=notification_id).first()
+    if original is None:
+        raise NotFound("No such notification.")
+    root = Notification.objects.select_for_update().get(pk=original.resend_of_id or original.pk)
+    if root.status == Status.SUPPRESSED or suppression_for(email=root.recipient):
+        raise BimRideError(
+            f"{root.recipient} is suppressed: remove the suppression first.", code="suppressed"
+        )
+    key = f"{root.key}:resend:{root.resends.count() + 1}"
+    payload = {k: v for k, v in root.payload.items() if k != "notification_key"}
+    payload["notification_key"] = key
+    resend = Notification.objects.create(
+        key=key,
+        template=root.template,
+        recipient=root.recipient,
+        subject=root.subject,
+        job_name=root.job_name,
+        payload=payload,
+        user_id=root.user_id,
+        ride_id=root.ride_id,
+        resend_of=root,
     )
+    job = enqueue(root.job_name, payload, idempotency_key=key)
+    Notification.objects.filter(pk=resend.pk).update(job=job)
+    if root.template == Notification.Template.RECEIPT and root.ride_id:
+        ride_set_receipt_status(ride_id=root.ride_id, status=Ride.ReceiptStatus.PENDING)
+    return job
 
 
-def receipt_send(*, ride_id: int) -> str:
-    """Send the receipt of a completed ride and mark it sent."""
-    ride = Ride.objects.select_related("rider__user", "driver").get(pk=ride_id)
-    if ride.receipt_status != Ride.ReceiptStatus.PENDING:
-        return ride.receipt_status  # already sent by an earlier attempt
-    _send(
-        to=ride.rider.user.email,
-        template="receipt",
-        subject=f"Your BimRide receipt, ride {ride.pk}",
-        context={"ride": ride, "name": ride.rider.name, "fare": f"{ride.fare_amount / 100:.2f}"},
+# --- suppressions -------------------------------------------------------------------------------
+def suppression_for(*, email: str) -> Suppression | None:
+    return Suppression.objects.filter(email=email.strip().lower()).first()
+
+
+def suppression_add(
+    *, email: str, reason: str, detail: str = "", notification: Notification | None = None
+) -> Suppression:
+    """Stop sending to `email` (idempotent: the first reason stays)."""
+    suppression, _ = Suppression.objects.get_or_create(
+        email=email.strip().lower(),
+        defaults={"reason": reason, "detail": detail[:2000], "notification": notification},
     )
-    ride_set_receipt_status(ride_id=ride.pk, status=Ride.ReceiptStatus.SENT)
-    return Ride.ReceiptStatus.SENT
+    return suppression
+
+
+def suppression_remove(*, suppression_id: int) -> None:
+    """Send to the address again."""
+    Suppression.objects.filter(pk=suppression_id).delete()
+
+
+# --- tracking -----------------------------------------------------------------------------------
+# Which tracking events move a notification, and from which statuses.
+TRANSITIONS = {
+    EventType.DELIVERED: (Status.DELIVERED, {Status.SENT}),
+    EventType.BOUNCED: (Status.BOUNCED, {Status.SENT, Status.DELIVERED}),
+    EventType.COMPLAINED: (Status.COMPLAINED, {Status.SENT, Status.DELIVERED}),
+    EventType.REJECTED: (Status.FAILED, {Status.SENT}),
+    EventType.FAILED: (Status.FAILED, {Status.SENT}),
+}
+RECEIPT_STATUS = {
+    Status.DELIVERED: Ride.ReceiptStatus.DELIVERED,
+    Status.BOUNCED: Ride.ReceiptStatus.BOUNCED,
+    Status.FAILED: Ride.ReceiptStatus.FAILED,
+}
+
+
+@transaction.atomic
+def notification_track(*, event: AnymailTrackingEvent) -> Notification | None:
+    """Apply a provider's tracking event to the log: delivered, bounced (the address is
+    suppressed), complained (suppressed too), rejected. Events for messages we do not know are
+    ignored; events arriving out of order never move a notification backwards."""
+    if not event.message_id:
+        return None
+    notification = (
+        Notification.objects.select_for_update().filter(message_id=str(event.message_id)).first()
+    )
+    if notification is None:
+        logger.info("tracking event %s for unknown message ignored", event.event_type)
+        return None
+    at = event.timestamp or timezone.now()
+    notification.last_event, notification.last_event_at = event.event_type, at
+    new, sources = TRANSITIONS.get(event.event_type, (None, ()))
+    if notification.status in sources:
+        notification.status = new
+        if new == Status.DELIVERED:
+            notification.delivered_at = at
+        if new in (Status.BOUNCED, Status.FAILED):
+            notification.error = _event_reason(event)
+        if new in RECEIPT_STATUS:
+            _set_receipt_status(notification, RECEIPT_STATUS[new])
+    notification.save()
+    if _suppresses(event):
+        reason = (
+            Suppression.Reason.COMPLAINED
+            if event.event_type == EventType.COMPLAINED
+            else Suppression.Reason.BOUNCED
+        )
+        suppression_add(
+            email=notification.recipient,
+            reason=reason,
+            detail=_event_reason(event),
+            notification=notification,
+        )
+    return notification
+
+
+def _suppresses(event: AnymailTrackingEvent) -> bool:
+    """A complaint, a hard bounce, or a drop because the address bounced before. A "blocked"
+    bounce is the receiving server's temporary refusal, not the address's fault."""
+    if event.event_type == EventType.COMPLAINED:
+        return True
+    if event.event_type == EventType.BOUNCED:
+        esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+        return esp_event.get("type") != "blocked"
+    return event.event_type == EventType.REJECTED and event.reject_reason == "bounced"
+
+
+def _event_reason(event: AnymailTrackingEvent) -> str:
+    return str(event.mta_response or event.reject_reason or event.description or event.event_type)

@@ -1,4 +1,12 @@
-"""Email jobs on `default` with the email retry policy."""
+"""Email jobs on `default` with the email retry policy, subscribed to the events that call for
+an email. Each is `atomic=False`: the notification log commits on its own, so a message the
+provider accepted stays recorded even if the job's attempt is later lost, and is not sent again.
+
+A notification's key names the email ("receipt:42"); a resend carries its own key in the
+payload (`notification_key`). `on_dead` marks the notification failed when retries run out.
+"""
+
+from collections.abc import Callable
 
 from rest_framework import serializers
 
@@ -6,37 +14,153 @@ from bimride.jobs.registry import JobContext, job
 from bimride.jobs.retry import EMAIL_RETRY
 from notifications import services
 
+EMAIL_TIMEOUT = 30  # seconds; above ANYMAIL REQUESTS_TIMEOUT, so a slow provider is a retry
 
-class UserPayload(serializers.Serializer):
+
+class NotificationPayload(serializers.Serializer):
+    notification_key = serializers.CharField(max_length=200, required=False)  # set by resends
+
+
+class UserPayload(NotificationPayload):
     user_id = serializers.IntegerField(min_value=1)
 
 
-class RidePayload(serializers.Serializer):
+class RidePayload(NotificationPayload):
     ride_id = serializers.IntegerField(min_value=1)
+
+
+class RideCancelledPayload(RidePayload):
+    # Lenient on purpose: the payload comes from `publish("ride.cancelled")` inside the
+    # cancellation's transaction, which a stricter schema here must never make fail.
+    cancelled_by = serializers.CharField(max_length=20)
+
+
+class PaymentFailedPayload(RidePayload):
+    payment_id = serializers.IntegerField(min_value=1)
+    amount = serializers.IntegerField(min_value=0)  # minor units
+    currency = serializers.CharField(min_length=3, max_length=3)
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class RefundPayload(RidePayload):
+    refund_id = serializers.IntegerField(min_value=1)
+    amount = serializers.IntegerField(min_value=1)  # minor units
+    currency = serializers.CharField(min_length=3, max_length=3)
+
+
+def key_of(prefix: str, field: str) -> Callable[[dict], str]:
+    """The notification key of a payload: its own (a resend's) or "<prefix>:<payload[field]>"."""
+    return lambda payload: payload.get("notification_key") or f"{prefix}:{payload[field]}"
+
+
+def _origin(payload: dict, ctx: JobContext, key: Callable[[dict], str]) -> services.Origin:
+    return services.Origin(key=key(payload), job_name=ctx.name, payload=payload, job_id=ctx.job_id)
+
+
+def _mark_failed(key: Callable[[dict], str]) -> Callable[[dict, str], None]:
+    def on_dead(payload: dict, error: str) -> None:
+        services.notification_fail(key=key(payload), error=error)
+
+    return on_dead
+
+
+WELCOME_KEY = key_of("welcome", "user_id")
+RECEIPT_KEY = key_of("receipt", "ride_id")
+RIDE_CANCELLED_KEY = key_of("ride_cancelled", "ride_id")
+PAYMENT_FAILED_KEY = key_of("payment_failed", "payment_id")
+REFUND_KEY = key_of("refund_confirmation", "refund_id")
 
 
 @job(
     "notifications.send_welcome",
     payload=UserPayload,
     retry=EMAIL_RETRY,
-    timeout=30,
+    timeout=EMAIL_TIMEOUT,
     on="account.registered",
     subject="user",
+    atomic=False,
+    on_dead=_mark_failed(WELCOME_KEY),
 )
 def send_welcome(payload: dict, ctx: JobContext) -> dict:
-    """Welcome a new rider or driver."""
-    services.welcome_send(user_id=payload["user_id"])
-    return {"sent": True}
+    """Welcome a new rider or driver, once."""
+    origin = _origin(payload, ctx, WELCOME_KEY)
+    return services.welcome_send(user_id=payload["user_id"], origin=origin)
 
 
 @job(
     "notifications.send_receipt",
     payload=RidePayload,
     retry=EMAIL_RETRY,
-    timeout=30,
+    timeout=EMAIL_TIMEOUT,
     on="ride.completed",
     subject="ride",
+    atomic=False,
+    on_dead=_mark_failed(RECEIPT_KEY),
 )
 def send_receipt(payload: dict, ctx: JobContext) -> dict:
-    """Email the rider the receipt of a completed ride."""
-    return {"receipt_status": services.receipt_send(ride_id=payload["ride_id"])}
+    """Email the rider the receipt of a completed ride, once; its receipt status follows."""
+    origin = _origin(payload, ctx, RECEIPT_KEY)
+    return services.receipt_send(ride_id=payload["ride_id"], origin=origin)
+
+
+@job(
+    "notifications.send_ride_cancelled",
+    payload=RideCancelledPayload,
+    retry=EMAIL_RETRY,
+    timeout=EMAIL_TIMEOUT,
+    on="ride.cancelled",
+    subject="ride",
+    atomic=False,
+    on_dead=_mark_failed(RIDE_CANCELLED_KEY),
+)
+def send_ride_cancelled(payload: dict, ctx: JobContext) -> dict:
+    """Tell the rider their ride was cancelled by the driver or expired (not when they
+    cancelled it themselves)."""
+    origin = _origin(payload, ctx, RIDE_CANCELLED_KEY)
+    return services.ride_cancelled_send(
+        ride_id=payload["ride_id"], cancelled_by=payload["cancelled_by"], origin=origin
+    )
+
+
+@job(
+    "notifications.send_payment_failed",
+    payload=PaymentFailedPayload,
+    retry=EMAIL_RETRY,
+    timeout=EMAIL_TIMEOUT,
+    on="payment.failed",
+    subject="ride",
+    atomic=False,
+    on_dead=_mark_failed(PAYMENT_FAILED_KEY),
+)
+def send_payment_failed(payload: dict, ctx: JobContext) -> dict:
+    """Tell the rider a payment failed, once per payment (published by payments)."""
+    origin = _origin(payload, ctx, PAYMENT_FAILED_KEY)
+    return services.payment_failed_send(
+        ride_id=payload["ride_id"],
+        amount=payload["amount"],
+        currency=payload["currency"],
+        reason=payload.get("reason", ""),
+        origin=origin,
+    )
+
+
+@job(
+    "notifications.send_refund_confirmation",
+    payload=RefundPayload,
+    retry=EMAIL_RETRY,
+    timeout=EMAIL_TIMEOUT,
+    on="refund.succeeded",
+    subject="ride",
+    atomic=False,
+    on_dead=_mark_failed(REFUND_KEY),
+)
+def send_refund_confirmation(payload: dict, ctx: JobContext) -> dict:
+    """Confirm a refund to the rider, once per refund (published by payments)."""
+    origin = _origin(payload, ctx, REFUND_KEY)
+    return services.refund_confirmation_send(
+        ride_id=payload["ride_id"],
+        refund_id=payload["refund_id"],
+        amount=payload["amount"],
+        currency=payload["currency"],
+        origin=origin,
+    )

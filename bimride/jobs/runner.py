@@ -16,9 +16,10 @@ import traceback
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from bimride.db import patiently
 from bimride.errors import BimRideError
 from bimride.jobs import metrics, registry
 from bimride.jobs.broker import WorkerTimeout
@@ -73,9 +74,9 @@ class WorkerLost(RuntimeError):
 def run_job(job_id: int) -> None:
     """Run one attempt of job `job_id`, if it is due and nobody else runs it. Never raises for
     a handler's failure: that is recorded on the job (retrying or dead)."""
-    job = _patiently(_claim, job_id)
+    job = patiently(_claim, job_id, patience=DB_OUTAGE_PATIENCE)
     if job is None:
-        _patiently(_repush_if_early, job_id)
+        patiently(_repush_if_early, job_id, patience=DB_OUTAGE_PATIENCE)
         return
     with log_context(
         trace_id=job.trace_id or "-",
@@ -95,7 +96,7 @@ def run_job(job_id: int) -> None:
                 raise WorkerLost("The worker running the last attempt died.")
             _execute(job, job_type)
         except (Exception, WorkerTimeout) as error:  # noqa: BLE001 - recorded, retried or dead
-            _patiently(_fail, job, error)
+            patiently(_fail, job, error, patience=DB_OUTAGE_PATIENCE)
         else:
             elapsed = time.monotonic() - started
             metrics.JOB_RUN.labels(job.name).observe(elapsed)
@@ -146,7 +147,7 @@ def _execute(job: Job, job_type: JobType) -> None:
             _succeed(job, job_type(job.payload, _context(job)))
     else:
         result = job_type(job.payload, _context(job))
-        _patiently(_succeed, job, result)
+        patiently(_succeed, job, result, patience=DB_OUTAGE_PATIENCE)
 
 
 def _succeed(job: Job, result) -> None:
@@ -218,17 +219,3 @@ def _dead_letter(job: Job, error: BaseException) -> None:
                 job_type.on_dead(job.payload, _error_text(error))
         except Exception:
             logger.exception("on_dead hook of %s failed", job.name)
-
-
-def _patiently(step, *args):
-    """Run a bookkeeping step, riding out a database outage instead of losing the outcome."""
-    deadline = time.monotonic() + DB_OUTAGE_PATIENCE
-    while True:
-        try:
-            return step(*args)
-        except (OperationalError, InterfaceError):
-            if time.monotonic() > deadline:
-                raise
-            logger.warning("database unavailable; retrying %s", step.__name__)
-            connection.close()
-            time.sleep(1)

@@ -1,0 +1,113 @@
+"""The notification log (one row per email we mean to send) and the suppressed addresses."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Notification(models.Model):
+    """One email: who gets it, from which template, and what became of it.
+
+    `key` names the email, not the attempt ("receipt:42"): every attempt of every job that
+    sends it finds this row, so a message the provider accepted is never sent again.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"  # not accepted by the provider yet (attempts may have failed)
+        SENT = "sent"  # accepted by the provider: it has a message id
+        DELIVERED = "delivered"
+        BOUNCED = "bounced"
+        COMPLAINED = "complained"
+        FAILED = "failed"  # rejected by the provider, or retries exhausted
+        SUPPRESSED = "suppressed"  # not sent: the address bounced or complained before
+
+    class Template(models.TextChoices):
+        WELCOME = "welcome"
+        RECEIPT = "receipt"
+        RIDE_CANCELLED = "ride_cancelled"
+        PAYMENT_FAILED = "payment_failed"
+        REFUND_CONFIRMATION = "refund_confirmation"
+
+    # Statuses of a message the provider accepted: a job finding one of these does not send.
+    ACCEPTED = (Status.SENT, Status.DELIVERED, Status.BOUNCED, Status.COMPLAINED)
+
+    key = models.CharField(max_length=200, unique=True)
+    template = models.CharField(max_length=40, choices=Template.choices)
+    recipient = models.EmailField(max_length=254)
+    subject = models.CharField(max_length=200)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    # The provider's id of the message, the one its tracking events carry.
+    message_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)  # why the last attempt failed, or why it was skipped
+    last_event = models.CharField(max_length=40, blank=True)  # the last tracking event's type
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    ride = models.ForeignKey(
+        "rides.Ride",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="notifications",
+    )
+    # What sent it, so ops staff can send it again: the job type and its payload.
+    job_name = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )  # the job of the last attempt
+    resend_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resends"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="notification_status_idx"),
+            models.Index(fields=["recipient"], name="notification_recipient_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status__in=["sent", "delivered", "bounced", "complained"])
+                | Q(message_id__isnull=False, sent_at__isnull=False),
+                name="notification_accepted_has_message_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} to {self.recipient} ({self.status})"
+
+
+class Suppression(models.Model):
+    """An address we no longer send to: it hard-bounced, complained, or staff added it."""
+
+    class Reason(models.TextChoices):
+        BOUNCED = "bounced"
+        COMPLAINED = "complained"
+        MANUAL = "manual"
+
+    email = models.EmailField(max_length=254, unique=True)  # stored lower case
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    detail = models.TextField(blank=True)  # the provider's words, or staff's note
+    notification = models.ForeignKey(
+        Notification, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(email=models.functions.Lower("email")), name="suppression_email_lower"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.reason})"

@@ -1,0 +1,79 @@
+"""Notification fixtures: the SendGrid stand-in, anymail pointed at it, rides with receipts."""
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from bimride.jobs.enqueue import enqueue
+from bimride.jobs.registry import JobContext
+from notifications.sendgrid_standin import SendGridStandin
+from rides.models import Ride
+from tests.factories import DriverFactory, RideFactory
+
+SENDGRID_BACKEND = "anymail.backends.sendgrid.EmailBackend"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Each factory user hashes a password: PBKDF2 would cost 0.3 s per user, MD5 nothing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def sendgrid_standin():
+    """A SendGrid v3 stand-in on 127.0.0.1, answering 202 until told otherwise."""
+    with SendGridStandin() as standin:
+        yield standin
+
+
+@pytest.fixture
+def sendgrid(settings, sendgrid_standin) -> SendGridStandin:
+    """This process sends through anymail's SendGrid backend to the stand-in."""
+    settings.EMAIL_BACKEND = SENDGRID_BACKEND
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "SENDGRID_API_KEY": "test",
+        "SENDGRID_API_URL": sendgrid_standin.api_url,
+        "REQUESTS_TIMEOUT": (2, 5),
+    }
+    return sendgrid_standin
+
+
+def completed_ride(rider, **fields) -> Ride:
+    """A ride of `rider` completed a moment ago: 4.20 km in 14 min, a fare of $11.74."""
+    now = timezone.now()
+    values = {
+        "status": "completed",
+        "driver": DriverFactory(),
+        "accepted_at": now,
+        "started_at": now,
+        "completed_at": now,
+        "distance_km": Decimal("4.20"),
+        "duration_min": 14,
+        "fare_amount": 250 + 504 + 14 * 30,
+        "receipt_status": "pending",
+    }
+    return RideFactory(rider=rider, **(values | fields))
+
+
+@pytest.fixture
+def ride(rider) -> Ride:
+    return completed_ride(rider)
+
+
+def context_for(job) -> JobContext:
+    return JobContext(
+        job_id=job.pk,
+        name=job.name,
+        queue=job.queue,
+        attempt=1,
+        trace_id="",
+        idempotency_key=job.idempotency_key or f"job:{job.pk}",
+    )
+
+
+def job_and_context(name: str, payload: dict):
+    """A real job row (so the log can point at it) and the context of its first attempt."""
+    job = enqueue(name, payload)
+    return job, context_for(job)
