@@ -27,7 +27,8 @@ def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, what
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            description = what() if callable(what) else what or predicate
+            raise AssertionError(f"timed out after {timeout}s waiting for {description}")
         time.sleep(interval)
 
 

@@ -52,11 +52,13 @@ def test_completing_a_ride_sends_the_receipt_and_counts_it_once(qcluster, rider,
     )
     wait_until(lambda: DailyRideStats.objects.filter(rides_completed=1).exists(), what="stats")
     jobs = Job.objects.filter(subject=f"ride:{ride['id']}")
+    unfinished = jobs.exclude(state="succeeded").exclude(name="rides.expire_ride")
     wait_until(
-        lambda: (
-            not jobs.exclude(state__in=["succeeded"]).exclude(name="rides.expire_ride").exists()
+        lambda: not unfinished.exists(),
+        what=lambda: (
+            "every ride job but the expiry to succeed: "
+            + repr(list(unfinished.values_list("name", "state", "last_error")))
         ),
-        what="every ride job but the expiry succeeded",
     )
     assert DailyRideStats.objects.get().revenue == ride["fare"]["amount"]
     assert mail.outbox == []  # sent by the worker process, not this one
