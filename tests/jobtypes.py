@@ -81,3 +81,20 @@ def sleepy(payload: dict, ctx: JobContext) -> dict:
             [ctx.job_id, ctx.attempt],
         )
     return {"attempt": ctx.attempt}
+
+
+@job("tests.listener_records", payload=EffectPayload, timeout=10, on="tests.happened")
+def listener_records(payload: dict, ctx: JobContext) -> dict:
+    """A subscriber that succeeds, inserting one effect."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {EFFECTS_TABLE} (job_id, attempt) VALUES (%s, %s)",
+            [ctx.job_id, ctx.attempt],
+        )
+    return {}
+
+
+@job("tests.listener_refuses", payload=EffectPayload, timeout=10, on="tests.happened")
+def listener_refuses(payload: dict, ctx: JobContext) -> dict:
+    """A subscriber that fails for good."""
+    raise PermanentError("This listener refuses every event.")

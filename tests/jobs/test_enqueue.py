@@ -108,6 +108,11 @@ def test_racing_transactions_with_one_idempotency_key_make_one_job():
 
 
 @pytest.mark.django_db
+def test_an_event_without_subscribers_enqueues_nothing():
+    assert publish("nobody.listens", ride_id=1) == [] and Job.objects.count() == 0
+
+
+@pytest.mark.django_db
 def test_publish_enqueues_one_job_per_subscriber():
     jobs = publish("ride.completed", ride_id=7)
     assert sorted(j.name for j in jobs) == [

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection, transaction
 from django.db.models import Count, F
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.enqueue import enqueue, publish
 from bimride.jobs.models import DeadLetter, Job, JobEvent
 from bimride.jobs.relay import relay
 from tests.conftest import wait_until
@@ -148,3 +148,18 @@ def test_two_clusters_per_queue_lose_nothing_and_run_nothing_twice(start_cluster
     assert all(row["n"] == attempts[row["job"]] for row in runs)
     assert Job.objects.filter(attempts=F("max_attempts") + 1).count() == 0
     assert Job.objects.filter(attempts=2).count() == sum(1 for _, a in done if a == 2)
+
+
+def test_each_subscriber_of_an_event_succeeds_or_dead_letters_on_its_own(start_cluster):
+    start_cluster("default")
+    jobs = {job.name: job for job in publish("tests.happened", n=1)}
+    assert set(jobs) == {"tests.listener_records", "tests.listener_refuses"}
+    wait_until(
+        lambda: (
+            state_of(jobs["tests.listener_refuses"]) == "dead"
+            and state_of(jobs["tests.listener_records"]) == "succeeded"
+        ),
+        what="one subscriber to die and the other to succeed",
+    )
+    assert effects() == [(jobs["tests.listener_records"].pk, 1)]
+    assert DeadLetter.objects.get().name == "tests.listener_refuses"

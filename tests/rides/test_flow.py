@@ -1,10 +1,12 @@
 """A ride end to end over HTTP, first in-process, then with real workers doing the jobs."""
 
+from datetime import timedelta
+
 import pytest
 from django.core import mail
 
 from bimride.jobs.models import Job
-from rides.models import DailyRideStats, Ride
+from rides.models import DailyRideStats, HeatmapCell, Ride
 from tests.conftest import client_for, wait_until
 
 PICKUP = {"lat": 52.52, "lng": 13.405}
@@ -62,3 +64,42 @@ def test_completing_a_ride_sends_the_receipt_and_counts_it_once(qcluster, rider,
     )
     assert DailyRideStats.objects.get().revenue == ride["fare"]["amount"]
     assert mail.outbox == []  # sent by the worker process, not this one
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_a_ride_no_driver_accepts_expires_and_the_rider_is_told(start_cluster, rider, settings):
+    settings.RIDE_EXPIRY = timedelta(seconds=1)
+    start_cluster("critical", RIDE_EXPIRY_SECONDS=1)
+    start_cluster("default")
+    response = client_for(rider.user).post("/api/rides", {"pickup": PICKUP, "dropoff": DROPOFF})
+    ride_id = response.json()["id"]
+
+    wait_until(
+        lambda: Ride.objects.get(pk=ride_id).status == "cancelled", what="the ride to expire"
+    )
+    ride = Ride.objects.get(pk=ride_id)
+    assert ride.cancel_reason == "expired"
+    assert list(ride.events.values_list("new", "actor")) == [
+        ("requested", rider.user.pk),
+        ("cancelled", None),
+    ]
+    notice = Job.objects.filter(name="notifications.send_ride_cancelled", subject=f"ride:{ride_id}")
+    wait_until(lambda: notice.filter(state="succeeded").exists(), what="the rider to be told")
+
+
+@pytest.mark.workers
+@pytest.mark.django_db(transaction=True)
+def test_location_pings_feed_the_heatmap_through_the_bulk_queue(start_cluster, driver):
+    start_cluster("bulk")
+    as_driver = client_for(driver.user)
+    for lat in (52.5201, 52.5202, 52.5301):
+        response = as_driver.post("/api/drivers/me/location", {"lat": lat, "lng": 13.405})
+        assert response.status_code == 202
+    wait_until(
+        lambda: sum(HeatmapCell.objects.values_list("pings", flat=True)) == 3,
+        what="three pings counted",
+    )
+    assert sorted(HeatmapCell.objects.values_list("pings", flat=True)) == [1, 2]
+    driver.refresh_from_db()
+    assert (driver.lat, driver.lng) == (52.5301, 13.405)
