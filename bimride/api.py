@@ -101,11 +101,12 @@ def idempotent(view_method):
                 first.body, status=first.status_code, headers={"Idempotent-Replayed": "true"}
             )
         response = view_method(self, request, *args, **kwargs)
+        claim = IdempotentRequest.objects.filter(pk=claimed[0])
         if status.is_success(response.status_code):
             body = json.loads(JSONRenderer().render(response.data) or b"null")
-            IdempotentRequest.objects.filter(pk=claimed[0]).update(
-                status_code=response.status_code, body=body
-            )
+            claim.update(status_code=response.status_code, body=body)
+        else:  # only successes are replayed; a corrected request may reuse the key
+            claim.delete()
         return response
 
     return wrapper
