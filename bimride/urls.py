@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("webhooks/anymail/", include("notifications.urls")),
+    path("", include("payments.urls")),  # /webhooks/stripe and /api/payments/...
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -1,18 +1,69 @@
-"""Payment jobs on `critical`, subscribed to the ride events.
+"""Payment jobs on `critical` with the payments retry policy, subscribed to the ride events.
 
-STUBS: the Stripe flows (authorise, capture, release, fees, refunds, webhooks, payouts) are not
-built yet. These handlers declare the subscriptions, queue and retry policy the real ones will
-have, and do nothing but report that they are stubs.
+The Stripe jobs are `atomic=False`: a service reads and locks, calls Stripe outside any
+transaction with a key derived from the payment (`capture:<payment id>`), then records the
+answer in its own transaction. A worker killed after Stripe answered leaves the job running; it
+is delivered again, makes the same call with the same key, gets Stripe's stored answer and
+records it: one capture. A declined card or a rejected request is permanent (the payment is
+marked failed, the ride flagged, the rider told, the job dead-lettered with Stripe's code);
+rate limits, network errors and 5xx are retried, and `on_dead` fails the payment when retries
+run out.
 """
 
+from django.db import transaction
 from rest_framework import serializers
 
 from bimride.jobs.registry import JobContext, job
 from bimride.jobs.retry import PAYMENTS_RETRY
+from bimride.jobs.schedules import schedule
+from payments import services
+from payments.models import Payment
+
+PAYMENT_TIMEOUT = 30  # seconds; above STRIPE_TIMEOUT, so a hung Stripe call is a retry
 
 
 class RidePayload(serializers.Serializer):
     ride_id = serializers.IntegerField(min_value=1)
+
+
+class RideCancelledPayload(RidePayload):
+    # Lenient: published inside the cancellation's transaction, which must never fail on it.
+    cancelled_by = serializers.CharField(max_length=20)
+    after_accept_seconds = serializers.IntegerField(allow_null=True, required=False)
+
+
+class RefundPayload(serializers.Serializer):
+    refund_id = serializers.IntegerField(min_value=1)
+
+
+class WebhookPayload(serializers.Serializer):
+    webhook_event_id = serializers.IntegerField(min_value=1)
+
+
+class PayoutBatchPayload(serializers.Serializer):
+    week = serializers.RegexField(r"^\d{4}-W\d{2}$", required=False)
+
+
+class PayoutPayload(serializers.Serializer):
+    driver_id = serializers.IntegerField(min_value=1)
+    week = serializers.RegexField(r"^\d{4}-W\d{2}$")
+
+
+def _fail_ride_payment(kind: str):
+    """on_dead: the ride's payment of `kind` failed for good (retries ran out)."""
+
+    def on_dead(payload: dict, error: str) -> None:
+        payment = Payment.objects.filter(ride_id=payload["ride_id"], kind=kind).first()
+        if payment is not None:
+            services.payment_fail(
+                payment_id=payment.pk, code="retries_exhausted", message=error, source="dead"
+            )
+
+    return on_dead
+
+
+def _source(ctx: JobContext) -> str:
+    return f"job:{ctx.name}#{ctx.job_id}"
 
 
 @job(
@@ -20,13 +71,16 @@ class RidePayload(serializers.Serializer):
     queue="critical",
     payload=RidePayload,
     retry=PAYMENTS_RETRY,
-    timeout=30,
+    timeout=PAYMENT_TIMEOUT,
     on="ride.requested",
     subject="ride",
+    atomic=False,
+    on_dead=_fail_ride_payment(Payment.Kind.RIDE),
 )
-def authorize_payment_stub(payload: dict, ctx: JobContext) -> dict:
-    """STUB: will authorise the estimated fare on the rider's card."""
-    return {"stub": True}
+def authorize_payment(payload: dict, ctx: JobContext) -> dict:
+    """Authorise the estimated fare (less the promo) on the rider's card, once."""
+    payment = services.payment_authorize(ride_id=payload["ride_id"], source=_source(ctx))
+    return {"payment_id": payment.pk, "status": payment.status, "amount": payment.amount}
 
 
 @job(
@@ -34,24 +88,140 @@ def authorize_payment_stub(payload: dict, ctx: JobContext) -> dict:
     queue="critical",
     payload=RidePayload,
     retry=PAYMENTS_RETRY,
-    timeout=30,
+    timeout=PAYMENT_TIMEOUT,
     on="ride.completed",
     subject="ride",
+    atomic=False,
+    on_dead=_fail_ride_payment(Payment.Kind.RIDE),
 )
-def capture_payment_stub(payload: dict, ctx: JobContext) -> dict:
-    """STUB: will capture the final fare with the job's idempotency key."""
-    return {"stub": True}
+def capture_payment(payload: dict, ctx: JobContext) -> dict:
+    """Capture the final fare; safe to run twice: Stripe sees the same key."""
+    payment = services.payment_capture(ride_id=payload["ride_id"], source=_source(ctx))
+    return {"payment_id": payment.pk, "status": payment.status}
 
 
 @job(
     "payments.release_authorization",
     queue="critical",
-    payload=RidePayload,
+    payload=RideCancelledPayload,
     retry=PAYMENTS_RETRY,
-    timeout=30,
+    timeout=PAYMENT_TIMEOUT,
     on="ride.cancelled",
     subject="ride",
+    atomic=False,
 )
-def release_authorization_stub(payload: dict, ctx: JobContext) -> dict:
-    """STUB: will release the authorisation, or charge the cancellation fee when due."""
-    return {"stub": True}
+def release_authorization(payload: dict, ctx: JobContext) -> dict:
+    """Release the authorisation of a cancelled ride; schedule the cancellation fee if due."""
+    payment = services.payment_release(
+        ride_id=payload["ride_id"],
+        cancelled_by=payload["cancelled_by"],
+        after_accept_seconds=payload.get("after_accept_seconds"),
+        source=_source(ctx),
+    )
+    return {"payment_id": payment.pk if payment else None, "status": payment and payment.status}
+
+
+@job(
+    "payments.charge_cancellation_fee",
+    queue="critical",
+    payload=RidePayload,
+    retry=PAYMENTS_RETRY,
+    timeout=PAYMENT_TIMEOUT,
+    subject="ride",
+    atomic=False,
+    on_dead=_fail_ride_payment(Payment.Kind.CANCELLATION_FEE),
+)
+def charge_cancellation_fee(payload: dict, ctx: JobContext) -> dict:
+    """Charge the cancellation fee (deferred), skipped if the ride was completed after all."""
+    payment = services.cancellation_fee_charge(ride_id=payload["ride_id"], source=_source(ctx))
+    if payment is None:
+        return {"skipped": True}
+    return {"payment_id": payment.pk, "status": payment.status, "amount": payment.amount}
+
+
+def _refund_failed(payload: dict, error: str) -> None:
+    services.refund_fail(refund_id=payload["refund_id"], error=error)
+
+
+@job(
+    "payments.refund_payment",
+    queue="critical",
+    payload=RefundPayload,
+    retry=PAYMENTS_RETRY,
+    timeout=PAYMENT_TIMEOUT,
+    atomic=False,
+    on_dead=_refund_failed,
+)
+def refund_payment(payload: dict, ctx: JobContext) -> dict:
+    """Refund (part of) a payment at Stripe, once: the key is the refund's."""
+    refund = services.refund_run(refund_id=payload["refund_id"], source=_source(ctx))
+    return {"refund_id": refund.pk, "status": refund.status}
+
+
+@job(
+    "payments.process_stripe_event",
+    queue="critical",
+    payload=WebhookPayload,
+    retry=PAYMENTS_RETRY,
+    timeout=PAYMENT_TIMEOUT,
+)
+def process_stripe_event(payload: dict, ctx: JobContext) -> dict:
+    """Apply a verified Stripe webhook event to its payment (once per event id)."""
+    return {"outcome": services.webhook_process(webhook_event_id=payload["webhook_event_id"])}
+
+
+PAYOUT_CHUNK = 500
+
+
+# The batch is a fan-out on `bulk` (where batch jobs run); the payouts themselves are on
+# `critical`.
+@job(
+    "payments.run_weekly_payouts",
+    queue="bulk",
+    payload=PayoutBatchPayload,
+    retry=PAYMENTS_RETRY,
+    timeout=300,
+    atomic=False,
+)
+def run_weekly_payouts(payload: dict, ctx: JobContext) -> dict:
+    """Enqueue one incentive job per driver with completed rides last ISO week. Idempotent per
+    driver and week (`payout:<driver>:<week>`): running it twice pays nobody twice."""
+    week = payload.get("week") or (ctx.progress or {}).get("week") or services.payout_week_of()
+    cursor = (ctx.progress or {}).get("cursor", 0)
+    done = (ctx.progress or {}).get("done", 0)
+    while True:
+        with transaction.atomic():
+            drivers = services.payout_drivers(week=week, after_id=cursor, chunk=PAYOUT_CHUNK)
+            if not drivers:
+                break
+            for driver_id in drivers:
+                pay_driver_incentive.enqueue(
+                    {"driver_id": driver_id, "week": week},
+                    idempotency_key=f"payout:{driver_id}:{week}",
+                )
+            cursor, done = drivers[-1], done + len(drivers)
+            ctx.report(week=week, cursor=cursor, done=done)
+    return {"week": week, "drivers": done}
+
+
+@job(
+    "payments.pay_driver_incentive",
+    queue="critical",
+    payload=PayoutPayload,
+    retry=PAYMENTS_RETRY,
+    timeout=PAYMENT_TIMEOUT,
+)
+def pay_driver_incentive(payload: dict, ctx: JobContext) -> dict:
+    """Pay one driver's incentive for one ISO week, once."""
+    payout = services.payout_pay(driver_id=payload["driver_id"], week=payload["week"])
+    return {"payout_id": payout.pk if payout else None, "amount": payout.amount if payout else 0}
+
+
+@job("payments.expire_promo_codes", queue="bulk", timeout=60)
+def expire_promo_codes(payload: dict, ctx: JobContext) -> dict:
+    """Deactivate promo codes past their expiry date."""
+    return {"expired": services.promo_expire()}
+
+
+schedule("payments.run_weekly_payouts", "0 2 * * 1")  # Mondays 02:00
+schedule("payments.expire_promo_codes", "0 0 * * *")  # daily at midnight

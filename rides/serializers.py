@@ -46,6 +46,7 @@ class TokenSerializer(serializers.Serializer):
 class RideRequestInput(serializers.Serializer):
     pickup = PointSerializer()
     dropoff = PointSerializer()
+    promo_code = serializers.CharField(max_length=40, required=False)
 
 
 class RideCompleteInput(serializers.Serializer):

@@ -95,8 +95,11 @@ def _locked(ride_id: int) -> Ride:
 
 
 @transaction.atomic
-def ride_request(*, rider: Rider, pickup: dict, dropoff: dict) -> Ride:
-    """Request a ride; matching, payment authorisation and the expiry check follow as jobs."""
+def ride_request(
+    *, rider: Rider, pickup: dict, dropoff: dict, promo_code: str | None = None
+) -> Ride:
+    """Request a ride; matching, payment authorisation and the expiry check follow as jobs.
+    A promo code is redeemed now (an unusable one is a 400 and nothing is written)."""
     # Locked, so that of racing requests (two devices, two keys) one sees the other's ride.
     rider = Rider.objects.select_for_update().get(pk=rider.pk)
     if Ride.objects.filter(
@@ -113,6 +116,10 @@ def ride_request(*, rider: Rider, pickup: dict, dropoff: dict) -> Ride:
         currency=settings.FARE_CURRENCY,
     )
     RideEvent.objects.create(ride=ride, actor=rider.user, new=ride.status)
+    if promo_code:
+        from payments.services import promo_redeem  # payments builds on rides, not the reverse
+
+        promo_redeem(code=promo_code, ride=ride)
     publish("ride.requested", ride_id=ride.pk)
     tasks.expire_ride.enqueue({"ride_id": ride.pk}, delay=settings.RIDE_EXPIRY)
     return ride
@@ -285,6 +292,15 @@ def driver_count() -> int:
 def ride_set_receipt_status(*, ride_id: int, status: str) -> None:
     """Move the ride's receipt status (set by the notifications app)."""
     Ride.objects.filter(pk=ride_id).update(receipt_status=status)
+
+
+def ride_set_payment_status(*, ride_id: int, status: str, note: str = "") -> None:
+    """Move the ride's payment status (set by the payments app); a `note` (a failed or disputed
+    payment) flags the ride with an event on its audit trail."""
+    Ride.objects.filter(pk=ride_id).update(payment_status=status)
+    if note:
+        ride_status = Ride.objects.values_list("status", flat=True).get(pk=ride_id)
+        RideEvent.objects.create(ride_id=ride_id, old=ride_status, new=ride_status, note=note[:200])
 
 
 # --- drivers ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from payments.stripe_standin import StripeStandin
 from tests.factories import DriverFactory, RiderFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,14 +148,22 @@ class Cluster:
         self.process.wait(timeout=5)
 
 
+@pytest.fixture(scope="session")
+def shared_stripe_standin():
+    """One Stripe stand-in for every worker a test starts, as `make run` provides."""
+    with StripeStandin() as standin:
+        yield standin
+
+
 @pytest.fixture
-def start_cluster(transactional_db):
+def start_cluster(transactional_db, shared_stripe_standin):
     """Start `qcluster` processes against the test database; all stopped at teardown."""
     (ROOT / ".data").mkdir(exist_ok=True)
     clusters: list[Cluster] = []
+    stripe = {"STRIPE_API_BASE": shared_stripe_standin.api_base, "STRIPE_TIMEOUT": "2"}
 
     def start(queue: str = "default", workers: int = 2, **env) -> Cluster:
-        cluster = Cluster(queue, workers, {k: str(v) for k, v in env.items()})
+        cluster = Cluster(queue, workers, {k: str(v) for k, v in (stripe | env).items()})
         clusters.append(cluster)
         return cluster
 

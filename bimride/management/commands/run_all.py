@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -96,6 +97,11 @@ class Command(BaseCommand):
             commands = {"web (runserver)": (web, {})}
         for queue in settings.JOB_QUEUES:
             commands[f"worker {queue}"] = ([*manage, "qcluster"], {"Q_CLUSTER_NAME": queue})
+        if settings.STRIPE_USES_STANDIN:  # no STRIPE_API_KEY: payments talk to a local stand-in
+            stripe_port = str(urlsplit(settings.STRIPE_API_BASE).port or 12111)
+            standin = [sys.executable, "-m", "payments.stripe_standin", "--port", stripe_port]
+            commands["Stripe stand-in"] = (standin, {})
+            self.say(f"STRIPE_API_KEY is unset: payments use the Stripe stand-in on {stripe_port}")
         children = {}
         for name, (command, env) in commands.items():
             children[name] = subprocess.Popen(

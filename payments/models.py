@@ -1,0 +1,202 @@
+"""Payments (Stripe PaymentIntents) and their audit trail, refunds, Stripe customers, webhook
+events, promo codes and driver incentive payouts. Money is integer minor units plus a currency."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class StripeCustomer(models.Model):
+    """A rider's Stripe customer and saved payment method: ids only, never card data."""
+
+    rider = models.OneToOneField("rides.Rider", on_delete=models.PROTECT, related_name="stripe")
+    customer_id = models.CharField(max_length=255, unique=True)
+    payment_method_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.customer_id
+
+
+class Payment(models.Model):
+    class Kind(models.TextChoices):
+        RIDE = "ride"  # authorised at request, captured at completion
+        EXTRA = "extra"  # a final fare above the authorisation: the excess, charged
+        CANCELLATION_FEE = "cancellation_fee"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # row written, the Stripe call not answered yet
+        AUTHORIZED = "authorized"
+        RELEASED = "released"
+        FAILED = "failed"
+        CAPTURED = "captured"  # also: charged, for extras and fees
+        PARTIALLY_REFUNDED = "partially_refunded"
+        REFUNDED = "refunded"
+        DISPUTED = "disputed"
+
+    ride = models.ForeignKey("rides.Ride", on_delete=models.PROTECT, related_name="payments")
+    rider = models.ForeignKey("rides.Rider", on_delete=models.PROTECT, related_name="payments")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.RIDE)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    amount = models.PositiveIntegerField()  # authorised (or charged) amount, minor units
+    amount_captured = models.PositiveIntegerField(default=0)
+    amount_refunded = models.PositiveIntegerField(default=0)
+    discount = models.PositiveIntegerField(default=0)  # promo discount included in `amount`
+    currency = models.CharField(max_length=3)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    failure_code = models.CharField(max_length=100, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["ride", "kind"], name="payment_one_per_ride_kind"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__lte=models.F("amount_captured")),
+                name="payment_refund_within_capture",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="payment_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Payment {self.pk} ({self.kind}, {self.status}, {self.amount} {self.currency})"
+
+
+class PaymentEvent(models.Model):
+    """One state change of a payment (or an event that was refused as out of order)."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="events")
+    old = models.CharField(max_length=20, blank=True)
+    new = models.CharField(max_length=20)
+    source = models.CharField(max_length=100)  # "job:payments.capture_payment", "webhook:evt_…"
+    note = models.CharField(max_length=500, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.old or '-'} → {self.new}"
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    stripe_refund_id = models.CharField(max_length=255, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.pk} of payment {self.payment_id} ({self.amount} {self.currency})"
+
+
+class WebhookEvent(models.Model):
+    """A verified Stripe event, stored once per event id (Stripe resends)."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.type})"
+
+
+class PromoCode(models.Model):
+    class Kind(models.TextChoices):
+        PERCENT = "percent"
+        FIXED = "fixed"
+
+    code = models.CharField(max_length=40, unique=True)  # stored upper case
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value = models.PositiveIntegerField()  # percent 1..100, or minor units for `fixed`
+    currency = models.CharField(max_length=3, default=settings.FARE_CURRENCY)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    usage_limit = models.PositiveIntegerField(null=True, blank=True)  # null: unlimited
+    times_used = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(value__gt=0), name="promo_value_positive"),
+            models.CheckConstraint(
+                condition=~Q(kind="percent") | Q(value__lte=100), name="promo_percent_max_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(usage_limit__isnull=True) | Q(times_used__lte=models.F("usage_limit")),
+                name="promo_usage_within_limit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def discount_on(self, amount: int) -> int:
+        """The discount on `amount` minor units (never more than the amount)."""
+        if self.kind == self.Kind.PERCENT:
+            return min(amount, amount * self.value // 100)
+        return min(amount, self.value)
+
+
+class PromoRedemption(models.Model):
+    promo = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="redemptions")
+    ride = models.OneToOneField("rides.Ride", on_delete=models.CASCADE, related_name="promo")
+    rider = models.ForeignKey("rides.Rider", on_delete=models.CASCADE, related_name="promos")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.promo} on ride {self.ride_id}"
+
+
+class Payout(models.Model):
+    """A driver's incentive for one ISO week: one row per driver and week, whoever asks."""
+
+    class Status(models.TextChoices):
+        PAID = "paid"
+
+    driver = models.ForeignKey("rides.Driver", on_delete=models.PROTECT, related_name="payouts")
+    week = models.CharField(max_length=8)  # ISO week, "2026-W08"
+    rides = models.PositiveIntegerField()
+    amount = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PAID)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-week", "driver_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["driver", "week"], name="payout_once_per_week"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.driver} {self.week}: {self.amount} {self.currency}"

@@ -1,0 +1,265 @@
+"""Authorise, capture, release and charge: each reads and locks, calls Stripe outside any
+transaction with a key derived from the payment, then records the answer."""
+
+import time
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from bimride.errors import PermanentError
+from payments import stripe_client, tasks
+from payments.models import (
+    Payment,
+    PaymentEvent,
+    StripeCustomer,
+)
+from payments.services.promos import discounted
+from payments.services.state import (
+    RANK,
+    S,
+    payment_advance,
+    payment_fail,
+    payment_locked,
+    payment_note_once,
+)
+from payments.stripe_client import PaymentError
+from rides import services as ride_services
+from rides.models import Ride, Rider
+
+MIN_CHARGE = 50  # minor units: Stripe's smallest charge in usd/eur; a smaller excess is waived
+
+
+class AuthorizationPending(RuntimeError):
+    """The authorisation is still being made: retry the job later."""
+
+
+class NothingToCapture(PermanentError):
+    code = "nothing_to_capture"
+
+
+def _stripe(payment: Payment, call, source: str, **kwargs) -> dict:
+    """Make a Stripe call for `payment`; a permanent refusal marks the payment failed first."""
+    try:
+        result = call(**kwargs)
+    except PaymentError as error:
+        payment_fail(
+            payment_id=payment.pk, code=error.code, message=error.stripe_message, source=source
+        )
+        raise
+    if settings.PAYMENTS_TEST_PAUSE_AFTER_STRIPE:  # TEST HOOK: a window to kill the worker in
+        time.sleep(settings.PAYMENTS_TEST_PAUSE_AFTER_STRIPE)
+    return result
+
+
+# --- customers ----------------------------------------------------------------------------------
+def customer_for(*, rider: Rider) -> StripeCustomer:
+    """The rider's Stripe customer with a saved test payment method, created once."""
+    existing = StripeCustomer.objects.filter(rider=rider).first()
+    if existing is not None:
+        return existing
+    user = rider.user
+    customer = stripe_client.customer_create(
+        rider_id=rider.pk, email=user.email, name=rider.name, key=f"customer:{rider.pk}"
+    )
+    method = stripe_client.payment_method_attach(
+        payment_method=settings.STRIPE_TEST_PAYMENT_METHOD,
+        customer=customer["id"],
+        key=f"attach:{rider.pk}",
+    )
+    try:
+        with transaction.atomic():
+            return StripeCustomer.objects.create(
+                rider=rider, customer_id=customer["id"], payment_method_id=method["id"]
+            )
+    except IntegrityError:  # a racing job saved it first (same key: the same customer)
+        return StripeCustomer.objects.get(rider=rider)
+
+
+# --- authorise ----------------------------------------------------------------------------------
+def payment_authorize(*, ride_id: int, source: str) -> Payment:
+    """Authorise the ride's estimated fare (less its promo) on the rider's saved card, once."""
+    with transaction.atomic():
+        ride = Ride.objects.select_for_update().select_related("rider__user").get(pk=ride_id)
+        amount, discount = discounted(ride, ride.estimated_fare)
+        payment, _ = Payment.objects.get_or_create(
+            ride=ride,
+            kind=Payment.Kind.RIDE,
+            defaults={
+                "rider": ride.rider,
+                "amount": max(amount, 1),
+                "discount": discount,
+                "currency": ride.currency,
+            },
+        )
+        if payment.status != S.PENDING:
+            return payment
+        if ride.status == Ride.Status.CANCELLED or amount == 0:
+            payment_advance(payment, S.RELEASED, source=source, note="nothing to authorise")
+            return payment
+    customer = customer_for(rider=ride.rider)
+    intent = _stripe(
+        payment,
+        stripe_client.intent_create,
+        source,
+        amount=payment.amount,
+        currency=payment.currency,
+        customer=customer.customer_id,
+        payment_method=customer.payment_method_id,
+        manual_capture=True,
+        metadata={"ride_id": ride.pk, "payment_id": payment.pk, "kind": payment.kind},
+        key=f"authorize:{payment.pk}",
+    )
+    with transaction.atomic():
+        payment = payment_locked(payment.pk)
+        if payment.status == S.PENDING:
+            payment_advance(
+                payment,
+                S.AUTHORIZED,
+                source=source,
+                note=intent["id"],
+                stripe_payment_intent_id=intent["id"],
+            )
+    return payment
+
+
+# --- capture ------------------------------------------------------------------------------------
+def payment_capture(*, ride_id: int, source: str) -> Payment:
+    """Capture the final fare (less the promo) of a completed ride: at most the authorised
+    amount, the excess as a new charge. Safe to run again: Stripe sees the same keys."""
+    with transaction.atomic():
+        ride = Ride.objects.get(pk=ride_id)
+        if ride.status != Ride.Status.COMPLETED:
+            raise NothingToCapture(f"Ride {ride_id} is {ride.status}, not completed.")
+        payment = Payment.objects.select_for_update().filter(ride=ride, kind="ride").first()
+        if payment is None or payment.status == S.PENDING:
+            raise AuthorizationPending(f"The authorisation of ride {ride_id} is not made yet.")
+        final, _ = discounted(ride, ride.fare_amount)
+        to_capture = min(final, payment.amount)
+        if payment.status == S.RELEASED and final == 0:  # the promo covered the whole fare
+            return payment
+        if payment.status != S.AUTHORIZED and RANK[payment.status] < RANK[S.CAPTURED]:
+            raise NothingToCapture(f"Payment {payment.pk} is {payment.status}: nothing to capture.")
+    if payment.status == S.AUTHORIZED:
+        if to_capture > 0:
+            intent = _stripe(
+                payment,
+                stripe_client.intent_capture,
+                source,
+                intent_id=payment.stripe_payment_intent_id,
+                amount=to_capture,
+                key=f"capture:{payment.pk}",
+            )
+            new, captured = S.CAPTURED, intent["amount_received"]
+        else:  # the promo covers the whole fare
+            stripe_client.intent_cancel(
+                intent_id=payment.stripe_payment_intent_id, key=f"release:{payment.pk}"
+            )
+            new, captured = S.RELEASED, 0
+        with transaction.atomic():
+            payment = payment_locked(payment.pk)
+            if payment.status == S.AUTHORIZED:
+                payment_advance(payment, new, source=source, amount_captured=captured)
+    excess = final - payment.amount
+    if excess >= MIN_CHARGE:
+        _charge(ride, Payment.Kind.EXTRA, excess, source, key_prefix="charge")
+    elif excess > 0:
+        payment_note_once(payment, f"excess of {excess} below the minimum charge: waived", source)
+    return payment
+
+
+def _charge(ride: Ride, kind: str, amount: int, source: str, *, key_prefix: str) -> Payment:
+    """Charge `amount` at once (no authorisation) on the rider's saved card, once per kind."""
+    with transaction.atomic():
+        payment, _ = Payment.objects.get_or_create(
+            ride=ride,
+            kind=kind,
+            defaults={"rider": ride.rider, "amount": amount, "currency": ride.currency},
+        )
+        if payment.status != S.PENDING:
+            return payment
+    customer = customer_for(rider=ride.rider)
+    intent = _stripe(
+        payment,
+        stripe_client.intent_create,
+        source,
+        amount=payment.amount,
+        currency=payment.currency,
+        customer=customer.customer_id,
+        payment_method=customer.payment_method_id,
+        manual_capture=False,
+        metadata={"ride_id": ride.pk, "payment_id": payment.pk, "kind": kind},
+        key=f"{key_prefix}:{payment.pk}",
+    )
+    with transaction.atomic():
+        payment = payment_locked(payment.pk)
+        if payment.status == S.PENDING:
+            payment_advance(
+                payment,
+                S.CAPTURED,
+                source=source,
+                note=intent["id"],
+                stripe_payment_intent_id=intent["id"],
+                amount_captured=intent["amount_received"],
+            )
+    return payment
+
+
+# --- release and cancellation fee ---------------------------------------------------------------
+def payment_release(
+    *, ride_id: int, cancelled_by: str, after_accept_seconds: int | None, source: str
+) -> Payment | None:
+    """Release the authorisation of a cancelled ride; a rider who cancels longer than the grace
+    period after a driver accepted is charged the cancellation fee by a deferred job."""
+    with transaction.atomic():
+        ride = Ride.objects.select_related("rider").get(pk=ride_id)
+        payment, created = Payment.objects.select_for_update().get_or_create(
+            ride=ride,
+            kind=Payment.Kind.RIDE,
+            defaults={
+                "rider": ride.rider,
+                "amount": max(ride.estimated_fare, 1),
+                "currency": ride.currency,
+                "status": S.RELEASED,  # cancelled before the authorisation job ran: none made
+            },
+        )
+        if created:
+            PaymentEvent.objects.create(
+                payment=payment, new=S.RELEASED, source=source, note="cancelled before authorised"
+            )
+            ride_services.ride_set_payment_status(ride_id=ride.pk, status=S.RELEASED)
+        if (
+            cancelled_by == "rider"
+            and after_accept_seconds is not None
+            and after_accept_seconds > settings.CANCELLATION_GRACE_SECONDS
+            and settings.CANCELLATION_FEE > 0
+        ):
+            tasks.charge_cancellation_fee.enqueue(
+                {"ride_id": ride.pk},
+                delay=settings.CANCELLATION_FEE_DELAY,
+                idempotency_key=f"cancel_fee:{ride.pk}",
+            )
+        if payment.status == S.PENDING:
+            raise AuthorizationPending(f"The authorisation of ride {ride_id} is being made.")
+    if payment.status == S.AUTHORIZED:
+        stripe_client.intent_cancel(
+            intent_id=payment.stripe_payment_intent_id, key=f"release:{payment.pk}"
+        )
+        with transaction.atomic():
+            payment = payment_locked(payment.pk)
+            if payment.status == S.AUTHORIZED:
+                payment_advance(payment, S.RELEASED, source=source)
+    return payment
+
+
+def cancellation_fee_charge(*, ride_id: int, source: str) -> Payment | None:
+    """Charge the cancellation fee of a ride, unless the ride was completed after all."""
+    ride = Ride.objects.select_related("rider").get(pk=ride_id)
+    if ride.status != Ride.Status.CANCELLED:
+        return None
+    return _charge(
+        ride,
+        Payment.Kind.CANCELLATION_FEE,
+        settings.CANCELLATION_FEE,
+        source,
+        key_prefix="cancel_fee",
+    )

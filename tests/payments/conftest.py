@@ -1,0 +1,83 @@
+"""Payments fixtures: the Stripe stand-in (the SDK pointed at it), rides in each state, workers."""
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from bimride.jobs.models import Job
+from bimride.jobs.registry import JobContext
+from payments.models import Payment
+from payments.stripe_standin import StripeStandin
+from rides.models import Ride
+from tests.factories import DriverFactory, RideFactory
+
+PICKUP = {"lat": 52.52, "lng": 13.405}
+DROPOFF = {"lat": 52.50, "lng": 13.45}
+# A fare of 250 + 360 + 300 = 910, below the estimate (1138) of PICKUP to DROPOFF.
+COMPLETE_BODY = {"distance_km": "3.00", "duration_min": 10}
+
+
+@pytest.fixture
+def stripe_standin(settings):
+    """A Stripe stand-in on 127.0.0.1; this process's SDK talks to it."""
+    with StripeStandin() as standin:
+        settings.STRIPE_API_KEY = "sk_test_standin"
+        settings.STRIPE_API_BASE = standin.api_base
+        settings.STRIPE_TIMEOUT = 2.0
+        yield standin
+
+
+@pytest.fixture
+def payment_workers(start_cluster, stripe_standin):
+    """Start a `critical` cluster whose workers talk to the stand-in (extra env allowed)."""
+
+    def start(workers: int = 2, **env):
+        return start_cluster(
+            "critical",
+            workers=workers,
+            STRIPE_API_KEY="sk_test_standin",
+            STRIPE_API_BASE=stripe_standin.api_base,
+            STRIPE_TIMEOUT="2",
+            **env,
+        )
+
+    return start
+
+
+def ride_in(status: str, *, rider=None, driver=None, **fields) -> Ride:
+    """A ride in `status` with the timestamps (and fare) a ride in that state has."""
+    now = timezone.now()
+    values: dict = {"status": status, "estimated_fare": 1500}
+    if status in ("accepted", "in_progress", "completed") or driver is not None:
+        values.update(driver=driver or DriverFactory(), accepted_at=now)
+    if status in ("in_progress", "completed"):
+        values["started_at"] = now
+    if status == "completed":
+        values.update(
+            completed_at=now, distance_km=Decimal("4.20"), duration_min=14, fare_amount=1174
+        )
+    if status == "cancelled":
+        values["cancelled_at"] = now
+    if rider is not None:
+        values["rider"] = rider
+    return RideFactory(**(values | fields))
+
+
+def ctx(name: str = "payments.test", job_id: int = 1) -> JobContext:
+    return JobContext(
+        job_id=job_id, name=name, queue="critical", attempt=1, trace_id="", idempotency_key=""
+    )
+
+
+def payment_of(ride: Ride, kind: str = "ride") -> Payment | None:
+    return Payment.objects.filter(ride_id=ride.pk, kind=kind).first()
+
+
+def status_of(ride: Ride, kind: str = "ride") -> str | None:
+    payment = payment_of(ride, kind)
+    return payment.status if payment else None
+
+
+def jobs_named(name: str):
+    return Job.objects.filter(name=name).order_by("id")
