@@ -266,6 +266,10 @@ STRIPE_API_BASE = env.str(
     "STRIPE_API_BASE", "https://api.stripe.com" if _STRIPE_KEY else "http://127.0.0.1:12111"
 )
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", "whsec_dev_standin_secret")
+if PRODUCTION and not (_STRIPE_KEY and env.str("STRIPE_WEBHOOK_SECRET", "")):
+    raise ImproperlyConfigured(
+        "DJANGO_ENV=production needs STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET."
+    )
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", 300)  # seconds
 STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", 20.0)  # seconds; below the payment jobs' 30 s
 # The card each rider's customer gets (a Stripe test token; no card number is ever stored).

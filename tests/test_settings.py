@@ -31,6 +31,18 @@ def test_production_refuses_to_start_without_its_variables():
     ) in result.stderr
 
 
+def test_production_refuses_to_talk_to_the_stripe_stand_in():
+    result = manage(
+        "check",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="api.bimride.example",
+        SENDGRID_API_KEY="SG.test",
+        ANYMAIL_WEBHOOK_SECRET="hooks:secret",
+    )
+    assert result.returncode != 0
+    assert "needs STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET" in result.stderr
+
+
 def test_production_settings_pass_the_deployment_checks():
     result = manage(
         "check",
@@ -42,6 +54,8 @@ def test_production_settings_pass_the_deployment_checks():
         ALLOWED_HOSTS="api.bimride.example",
         SENDGRID_API_KEY="SG.test",
         ANYMAIL_WEBHOOK_SECRET="hooks:secret",
+        STRIPE_API_KEY="sk_live_example",
+        STRIPE_WEBHOOK_SECRET="whsec_example",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
