@@ -1,6 +1,7 @@
 import factory
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from rest_framework.authtoken.models import Token
 
 from rides.models import Driver, Ride, Rider
@@ -12,11 +13,12 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ["username"]
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}@example.com")
     email = factory.SelfAttribute("username")
     first_name = factory.Faker("first_name")
-    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+    password = factory.LazyFunction(lambda: make_password(PASSWORD))
 
     @factory.post_generation
     def token(self, create, extracted, **kwargs):
