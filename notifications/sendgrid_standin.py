@@ -19,7 +19,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from bimride.standin import LoopbackServer
 
 MODES = ("ok", "503", "reject", "slow")
 
@@ -37,7 +39,7 @@ class Received:
     at: float = field(default_factory=time.time)
 
 
-class SendGridStandin:
+class SendGridStandin(LoopbackServer):
     """The server and its state. Thread-safe: its HTTP threads and the test share it."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
@@ -47,36 +49,11 @@ class SendGridStandin:
         self.messages: list[Received] = []
         self.refused: Counter = Counter()  # HTTP status -> requests answered with it
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
+        super().__init__(_handler_for(self), host, port)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v3/"
-
-    def start(self) -> "SendGridStandin":
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "SendGridStandin":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # --- what it got ----------------------------------------------------------------------------
     def count(self, *, to: str | None = None, subject: str | None = None) -> int:

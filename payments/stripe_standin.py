@@ -32,8 +32,10 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
+
+from bimride.standin import LoopbackServer
 
 KINDS = ("decline", "insufficient_funds", "invalid", "429", "500", "slow")
 REUSED_KEY = (
@@ -87,7 +89,7 @@ class Injected:
     delay: float
 
 
-class StripeStandin:
+class StripeStandin(LoopbackServer):
     """The server and its state. Thread-safe: its HTTP threads and the test share it."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
@@ -104,37 +106,12 @@ class StripeStandin:
         self._injected: list[Injected] = []
         self._lock = threading.RLock()
         self._key_locks: dict[str, threading.Lock] = {}
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(_handler_for(self), host, port)
 
     # --- lifecycle ------------------------------------------------------------------------------
     @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    @property
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "StripeStandin":
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "StripeStandin":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # --- test controls --------------------------------------------------------------------------
     def fail_next(
