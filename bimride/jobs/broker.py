@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
@@ -51,7 +51,10 @@ def push(*, job_id: int, name: str, queue: str, timeout: int, run_at) -> None:
     """
     from bimride.jobs.models import Job
 
-    with connection.cursor() as cursor:
+    own_transaction = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        if own_transaction:  # a push lost to a database crash is what the relay repairs
+            cursor.execute("SET LOCAL synchronous_commit = off")
         # The INSERT runs as a data-modifying CTE; joining the pg_notify() row makes PostgreSQL
         # evaluate the wake-up in the same statement.
         cursor.execute(
