@@ -187,6 +187,8 @@ JOB_QUEUES = ("critical", "default", "bulk")
 JOB_MAX_TIMEOUT = env.int("JOB_MAX_TIMEOUT", 300)  # no job type may declare a longer timeout
 JOB_RELAY_AFTER = timedelta(seconds=env.int("JOB_RELAY_AFTER_SECONDS", 10))
 JOB_LEASE_GRACE = timedelta(seconds=env.int("JOB_LEASE_GRACE_SECONDS", 5))
+# How long a worker keeps retrying its own bookkeeping while the database is unreachable.
+JOB_DB_OUTAGE_PATIENCE = env.int("JOB_DB_OUTAGE_PATIENCE_SECONDS", 120)
 JOB_RETENTION = timedelta(days=env.int("JOB_RETENTION_DAYS", 7))
 # Alerts: more than ALERT_DEAD_LETTERS new dead letters within the window, or a queue whose
 # oldest due job waited longer than its SLA (QUEUE_LAG_SLA_<QUEUE> seconds).
@@ -213,11 +215,12 @@ Q_CLUSTER = {
     "broker_class": "bimride.jobs.broker.PostgresBroker",
     # django-q2 applies ALT_CLUSTERS only to clusters not named like this base ("default").
     "workers": env.int("Q_WORKERS_DEFAULT", _QUEUE_WORKERS["default"]),
-    # django-q2 redelivers a task still unacknowledged after `retry` seconds: keep it above
-    # every job's timeout so a slow job is never started twice (the runner's lease rescues
-    # jobs whose worker died much sooner).
-    "timeout": JOB_MAX_TIMEOUT + 30,
-    "retry": JOB_MAX_TIMEOUT + 60,
+    # A worker may wait out a database outage before and after its job's own time limit (which
+    # the runner enforces around the handler). django-q2 redelivers a task still unacknowledged
+    # after `retry` seconds: above all that, so a slow job is never started twice (the runner's
+    # lease rescues jobs whose worker died much sooner).
+    "timeout": JOB_MAX_TIMEOUT + 2 * JOB_DB_OUTAGE_PATIENCE + 30,
+    "retry": JOB_MAX_TIMEOUT + 2 * JOB_DB_OUTAGE_PATIENCE + 60,
     "max_attempts": 0,
     "ack_failures": False,
     "save_limit": -1,  # the Job ledger is the record of successes

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django_q.brokers.orm import ORM
@@ -37,7 +38,9 @@ def _package(job_id: int, name: str, timeout: int) -> str:
         "func": RUN_JOB,
         "args": (job_id,),
         "kwargs": {},
-        "timeout": timeout,
+        # django-q2's own limit for the whole attempt: the job's time limit plus the time the
+        # runner may wait for the database before the claim and after the handler.
+        "timeout": timeout + 2 * settings.JOB_DB_OUTAGE_PATIENCE,
         "started": timezone.now(),
     }
     return SignedPackage.dumps(task)

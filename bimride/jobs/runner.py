@@ -10,9 +10,11 @@ runs, by default, in one transaction with the record of its success: its databas
 import json
 import logging
 import os
+import signal
 import socket
 import time
 import traceback
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -31,7 +33,6 @@ from bimride.tracing import log_context
 logger = logging.getLogger(__name__)
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
-DB_OUTAGE_PATIENCE = 120  # seconds a worker keeps retrying its own bookkeeping while the DB is down
 PERMANENT = (BimRideError, UnknownJob, JobPayloadError)
 
 _JOB = Job._meta.db_table
@@ -74,9 +75,9 @@ class WorkerLost(RuntimeError):
 def run_job(job_id: int) -> None:
     """Run one attempt of job `job_id`, if it is due and nobody else runs it. Never raises for
     a handler's failure: that is recorded on the job (retrying or dead)."""
-    job = patiently(_claim, job_id, patience=DB_OUTAGE_PATIENCE)
+    job = patiently(_claim, job_id, patience=settings.JOB_DB_OUTAGE_PATIENCE)
     if job is None:
-        patiently(_repush_if_early, job_id, patience=DB_OUTAGE_PATIENCE)
+        patiently(_repush_if_early, job_id, patience=settings.JOB_DB_OUTAGE_PATIENCE)
         return
     with log_context(
         trace_id=job.trace_id or "-",
@@ -96,7 +97,7 @@ def run_job(job_id: int) -> None:
                 raise WorkerLost("The worker running the last attempt died.")
             _execute(job, job_type)
         except (Exception, WorkerTimeout) as error:  # noqa: BLE001 - recorded, retried or dead
-            patiently(_fail, job, error, patience=DB_OUTAGE_PATIENCE)
+            patiently(_fail, job, error, patience=settings.JOB_DB_OUTAGE_PATIENCE)
         else:
             elapsed = time.monotonic() - started
             metrics.JOB_RUN.labels(job.name).observe(elapsed)
@@ -141,13 +142,31 @@ def record_progress(ctx: JobContext, progress: dict) -> None:
         raise LeaseLost(f"job {ctx.job_id} attempt {ctx.attempt} lost its lease")
 
 
+@contextmanager
+def _time_limit(seconds: int):
+    """Hold the handler to its job's timeout. In a django-q2 worker, SIGALRM raises
+    WorkerTimeout; elsewhere (tests, `runjob --sync`) no handler is installed and nothing is
+    armed. Claiming and recording stay outside the limit: they may wait out a DB outage."""
+    armed = signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    if armed:
+        signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        if armed:
+            signal.alarm(0)
+
+
 def _execute(job: Job, job_type: JobType) -> None:
     if job_type.atomic:
         with transaction.atomic():
-            _succeed(job, job_type(job.payload, _context(job)))
+            with _time_limit(job.timeout):
+                result = job_type(job.payload, _context(job))
+            _succeed(job, result)
     else:
-        result = job_type(job.payload, _context(job))
-        patiently(_succeed, job, result, patience=DB_OUTAGE_PATIENCE)
+        with _time_limit(job.timeout):
+            result = job_type(job.payload, _context(job))
+        patiently(_succeed, job, result, patience=settings.JOB_DB_OUTAGE_PATIENCE)
 
 
 def _succeed(job: Job, result) -> None:
