@@ -230,8 +230,15 @@ def ride_match(*, ride_id: int) -> list[RideOffer]:
         lng__range=(ride.pickup_lng - box, ride.pickup_lng + box),
     ).exclude(rides__status__in=[Ride.Status.ACCEPTED, Ride.Status.IN_PROGRESS])
     ranked = sorted(
-        (distance_km(ride.pickup_lat, ride.pickup_lng, d.lat, d.lng) / max(d.rank_score, 0.1), d)
-        for d in candidates
+        (
+            (
+                distance_km(ride.pickup_lat, ride.pickup_lng, d.lat, d.lng)
+                / max(d.rank_score, 0.1),
+                d,
+            )
+            for d in candidates
+        ),
+        key=lambda scored: (scored[0], scored[1].pk),  # ties by id: drivers do not compare
     )[: settings.MATCH_DRIVERS]
     offers = [
         RideOffer(

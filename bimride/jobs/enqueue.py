@@ -4,7 +4,6 @@ A rollback leaves no job. A process that dies between the commit and the push le
 with no `dispatched_at`, which the relay pushes within a minute.
 """
 
-import functools
 import logging
 from datetime import datetime, timedelta
 
@@ -58,7 +57,11 @@ def enqueue(
     else:
         job.save(force_insert=True)
     JobEvent.objects.create(job=job, state=Job.State.QUEUED, at=now)
-    transaction.on_commit(functools.partial(dispatch, job), robust=True)
+
+    def push_committed_job() -> None:  # a named function: Django logs a failed robust callback
+        dispatch(job)
+
+    transaction.on_commit(push_committed_job, robust=True)
     return job
 
 

@@ -364,3 +364,16 @@ def test_the_api_docs_page_is_served(anon):
 @pytest.mark.django_db
 def test_an_unknown_api_path_answers_404_in_the_error_shape(as_rider):
     assert_error(as_rider.get("/api/nothing-here"), 404, "not_found")
+
+
+@pytest.mark.django_db
+def test_matching_ranks_equally_placed_drivers_without_failing(rider):
+    from rides.models import Ride, RideOffer
+    from rides.services import ride_match
+    from tests.factories import DriverFactory, RideFactory
+
+    drivers = DriverFactory.create_batch(3, lat=52.52, lng=13.405, rank_score=1.0)
+    ride = RideFactory(rider=rider, status=Ride.Status.REQUESTED)
+    offers = ride_match(ride_id=ride.pk)
+    assert [o.driver_id for o in offers] == sorted(d.pk for d in drivers)
+    assert RideOffer.objects.filter(ride=ride).count() == 3
