@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "bimride.tracing.TraceMiddleware",
+    "bimride.health.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -187,6 +188,8 @@ JOB_QUEUES = ("critical", "default", "bulk")
 JOB_MAX_TIMEOUT = env.int("JOB_MAX_TIMEOUT", 300)  # no job type may declare a longer timeout
 JOB_RELAY_AFTER = timedelta(seconds=env.int("JOB_RELAY_AFTER_SECONDS", 10))
 JOB_LEASE_GRACE = timedelta(seconds=env.int("JOB_LEASE_GRACE_SECONDS", 5))
+# A job taken from the broker but not started this long after is handed out again by the relay.
+JOB_STALL_AFTER = timedelta(seconds=env.int("JOB_STALL_AFTER_SECONDS", 60))
 # How long a worker keeps retrying its own bookkeeping while the database is unreachable.
 JOB_DB_OUTAGE_PATIENCE = env.int("JOB_DB_OUTAGE_PATIENCE_SECONDS", 120)
 JOB_RETENTION = timedelta(days=env.int("JOB_RETENTION_DAYS", 7))

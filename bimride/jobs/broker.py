@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -186,3 +187,38 @@ def prune_task_results(*, before) -> int:
     from django_q.models import Task
 
     return Task.objects.filter(stopped__lt=before).delete()[0]
+
+
+def release_stalled(*, after: float, waiting_states: tuple[str, ...]) -> list[int]:
+    """Make broker rows visible again that a pusher took over `after` seconds ago for a job
+    that never started (its cluster died holding them in memory); return those jobs' ids.
+    Without this they would wait for django-q2's redelivery (`retry`, minutes)."""
+    from bimride.jobs.models import Job
+
+    retry = settings.Q_CLUSTER["retry"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, payload FROM {QUEUE_TABLE}"
+            f" WHERE lock > now() AND lock < now() + make_interval(secs => %s)",
+            [retry - after],
+        )
+        rows = cursor.fetchall()
+    by_job = {}
+    for row_id, payload in rows:
+        task = SignedPackage.loads(payload)
+        if task.get("func") == RUN_JOB:
+            by_job[task["args"][0]] = row_id
+    # A deferred job's row is also in the future (at its due time): only jobs long due count.
+    due_before = timezone.now() - timedelta(seconds=after)
+    stalled = list(
+        Job.objects.filter(
+            pk__in=by_job, state__in=waiting_states, run_at__lte=due_before
+        ).values_list("pk", flat=True)
+    )
+    if stalled:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {QUEUE_TABLE} SET lock = now() WHERE id = ANY(%s)",
+                [[by_job[job_id] for job_id in stalled]],
+            )
+    return stalled

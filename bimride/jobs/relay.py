@@ -1,10 +1,12 @@
-"""The outbox relay: push jobs that were committed but never pushed, and rescue orphans."""
+"""The outbox relay: push jobs that were committed but never pushed, rescue orphans, and free
+jobs that a dead cluster had taken from the broker but never started."""
 
 import logging
 
 from django.conf import settings
 from django.utils import timezone
 
+from bimride.jobs import broker
 from bimride.jobs.enqueue import dispatch
 from bimride.jobs.models import Job
 
@@ -29,8 +31,16 @@ def relay() -> dict:
                 job.run_at = now
             dispatch(job)
             counts[kind] += 1
+    counts["stalled"] = len(
+        broker.release_stalled(
+            after=settings.JOB_STALL_AFTER.total_seconds(),
+            waiting_states=(Job.State.QUEUED, Job.State.RETRYING),
+        )
+    )
     if any(counts.values()):
         logger.warning(
-            "relay re-dispatched %(undispatched)s undispatched, %(orphaned)s orphaned", counts
+            "relay re-dispatched %(undispatched)s undispatched and %(orphaned)s orphaned jobs,"
+            " released %(stalled)s stalled",
+            counts,
         )
     return counts

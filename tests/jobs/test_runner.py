@@ -8,7 +8,7 @@ from django_q.models import OrmQ
 
 from bimride.errors import Conflict, ValidationError
 from bimride.jobs import services
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.enqueue import dispatch, enqueue
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.relay import relay
 from bimride.jobs.runner import run_job
@@ -183,7 +183,34 @@ def test_the_relay_pushes_jobs_that_were_committed_but_never_pushed(settings):
     settings.JOB_RELAY_AFTER = timedelta(0)
     job = enqueue(JOB, {"n": 1})  # inside the test transaction: the on-commit push never runs
     assert OrmQ.objects.count() == 0
-    assert relay() == {"undispatched": 1, "orphaned": 0}
+    assert relay() == {"undispatched": 1, "orphaned": 0, "stalled": 0}
     job.refresh_from_db()
     assert job.dispatched_at is not None and OrmQ.objects.get().task["args"] == (job.pk,)
-    assert relay() == {"undispatched": 0, "orphaned": 0}
+    assert relay() == {"undispatched": 0, "orphaned": 0, "stalled": 0}
+
+
+def test_the_relay_frees_jobs_a_dead_cluster_took_but_never_started(settings):
+    settings.JOB_STALL_AFTER = timedelta(seconds=60)
+    retry = settings.Q_CLUSTER["retry"]
+    taken_long_ago = timezone.now() + timedelta(seconds=retry - 120)  # taken 2 minutes ago
+    taken_just_now = timezone.now() + timedelta(seconds=retry - 5)
+    due = timezone.now() - timedelta(minutes=3)
+    stalled, fresh, running = (enqueue(JOB, {"n": n}, run_at=due) for n in range(3))
+    deferred = enqueue(JOB, {"n": 3}, delay=timedelta(minutes=5))
+    dispatch(deferred)  # its row is in the future too, at its due time: not a stalled take
+    for job, lock in (
+        (stalled, taken_long_ago),
+        (fresh, taken_just_now),
+        (running, taken_long_ago),
+    ):
+        dispatch(job)
+        OrmQ.objects.filter(lock=job.run_at).update(lock=lock)
+    Job.objects.filter(pk=running.pk).update(
+        state="running", attempts=1, lease_expires_at=timezone.now() + timedelta(minutes=1)
+    )
+
+    assert relay()["stalled"] == 1
+
+    visible = OrmQ.objects.filter(lock__lte=timezone.now())
+    assert [row.task["args"][0] for row in visible] == [stalled.pk]
+    assert OrmQ.objects.count() == 4
