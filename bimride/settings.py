@@ -110,8 +110,14 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 # second of job bookkeeping rolls back together with the effects it recorded, and those jobs
 # run again (at least once; external calls carry idempotency keys). What requests commit stays
 # synchronous. JOB_ASYNC_COMMIT=0 makes workers wait for every flush (about 1 ms a commit).
-if sys.argv[1:2] == ["qcluster"] and env.bool("JOB_ASYNC_COMMIT", True):
+WORKER_PROCESS = sys.argv[1:2] == ["qcluster"]
+if WORKER_PROCESS and env.bool("JOB_ASYNC_COMMIT", True):
     DATABASES["default"]["OPTIONS"]["options"] = "-c synchronous_commit=off"
+if WORKER_PROCESS:
+    # django-q2 checks connections before every task; with health checks on that is a
+    # `SELECT 1` a job. Workers reconnect by themselves after an error (bimride.db.patiently,
+    # the broker), so they skip it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
