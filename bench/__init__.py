@@ -1,0 +1,1 @@
+"""Benchmarks, run by `make bench-jobs`; speed is measured here, never asserted in tests."""

@@ -1,0 +1,286 @@
+"""`make bench-jobs`: the job system against plain django-q2 and Celery, on real workers.
+
+Usage: ``python -m bench.jobs [--quick] [--only ours|plain|celery]`` with DATABASE_URL set (the
+Makefile exports it). The benchmark uses its own database `bimride_bench` on that server
+(created if missing, migrated on every run). It runs up to three rounds; in each, every system
+measures once in a child process (`bench.suites`) with that system's settings, so load that
+comes and goes on the machine falls on all systems alike. It prints one markdown table of
+medians with ratios (ours / other) and writes it to bench/results/jobs.md and jobs.json. The
+whole run is bounded in time, and every process it starts is stopped, killed if need be.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from bench.procs import ROOT, kill_leftovers
+from bench.report import render
+
+BENCH_DB = "bimride_bench"
+RESULTS = ROOT / "bench" / "results"
+LOCK_KEY = 0x62656E6368  # pg_advisory_lock: one benchmark at a time per server
+GROUPS = {
+    "ours": ["ours"],
+    "plain": ["plain-defaults", "plain-best"],
+    "celery": ["celery"],
+}
+ORDER = ["ours", "plain-defaults", "plain-best", "celery"]
+MEASUREMENTS = ("enqueue", "drain", "pickup", "defer")
+ROUNDS = {"full": 3, "quick": 1}
+TOTAL = {"full": 545.0, "quick": 300.0}  # seconds for all rounds; setup comes on top
+CHILD_LIMIT = 240.0  # seconds one system's round may take
+KILL_GRACE = 15.0  # seconds past its deadline before a round is stopped
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", flush=True)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql", "pgsql") else parts.scheme
+    return urlunsplit((scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def prepare_database(base_url: str) -> tuple[psycopg.Connection, str, str]:
+    """Create and migrate `bimride_bench`; return the locked admin connection, its URL and the
+    server's version."""
+    admin = psycopg.connect(with_database(base_url, "postgres"), autocommit=True)
+    if not admin.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]:
+        raise SystemExit("bench: another benchmark holds the lock on this server; try later")
+    exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
+    if not exists:
+        log(f"creating database {BENCH_DB}")
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+    others = admin.execute(
+        "SELECT pid, application_name, backend_start FROM pg_stat_activity WHERE datname = %s",
+        [BENCH_DB],
+    ).fetchall()
+    if others:
+        raise SystemExit(
+            f"bench: {len(others)} session(s) already use {BENCH_DB} (leftover workers?): "
+            f"{others}; stop them first"
+        )
+    url = with_database(base_url, BENCH_DB)
+    log(f"migrating {BENCH_DB}")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "bimride.settings"},
+        check=True,
+        timeout=180,
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_marks"
+            " (tag text NOT NULL, t_ref double precision, t_start double precision NOT NULL)"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS bench_marks_tag ON bench_marks (tag)")
+    version = admin.execute("SHOW server_version").fetchone()[0]
+    return admin, url, version
+
+
+def redis_answers() -> str:
+    """'' when Celery can run against Redis on 127.0.0.1:6379, else why not."""
+    try:
+        import celery  # noqa: F401
+        import redis
+    except ImportError as error:
+        return f"Celery skipped: {error.name} is not installed (bench/requirements.txt)"
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        return f"Celery skipped: Redis does not answer on 127.0.0.1:6379 ({error})"
+    return ""
+
+
+def suite_env(name: str, url: str, pidfile: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "bimride.settings",
+        "JOB_EXTRA_MODULES": "bench.jobtypes",
+        "DEBUG": "false",  # as in production: DEBUG wraps every cursor to record its queries
+        "BENCH_PIDFILE": str(pidfile),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if name.startswith("plain-"):
+        env["DJANGO_SETTINGS_MODULE"] = "bench.settings_plain"
+        env["BENCH_PLAIN_PROFILE"] = name.removeprefix("plain-")
+    return env
+
+
+def run_round(name: str, number: int, url: str, deadline: float, quick: bool, tmp: Path) -> dict:
+    """Run one round of one system in a child process; stop it (and what it started) if it
+    overruns its deadline."""
+    out, pidfile = tmp / f"{name}-{number}.json", tmp / f"{name}-{number}.pids"
+    command = [sys.executable, "-m", "bench.suites", name, "--out", str(out)]
+    command += ["--round", str(number)] + (["--quick"] if quick else [])
+    child = subprocess.Popen(command, cwd=ROOT, env=suite_env(name, url, pidfile))
+    try:
+        child.wait(timeout=max(1.0, deadline + KILL_GRACE - time.time()))
+    except subprocess.TimeoutExpired:
+        log(f"{name}: over its time budget; stopping it")
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)  # its finally blocks stop its workers
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        killed = kill_leftovers(pidfile)
+        if killed:
+            log(f"{name}: killed leftover process groups {killed}")
+    if child.returncode != 0 or not out.exists():
+        return {"system": name, "error": f"round {number + 1} exited with {child.returncode}"}
+    return json.loads(out.read_text())
+
+
+def merge(results: dict, name: str, out: dict) -> None:
+    suite = results.setdefault(name, {"system": name, "title": out.get("title", name)})
+    if "error" in out:
+        suite.setdefault("errors", []).append(out["error"])
+        return
+    suite["title"] = out["title"]
+    for measurement in MEASUREMENTS:
+        if measurement in out:
+            suite.setdefault(measurement, {"runs": []})["runs"].append(out[measurement])
+
+
+def combine(runs: list[dict]) -> dict:
+    """Each statistic's median across runs, plus the runs themselves."""
+    keys = {k for r in runs for k, v in r.items() if isinstance(v, int | float)}
+    combined = {}
+    for key in sorted(keys):
+        values = [r[key] for r in runs if isinstance(r.get(key), int | float)]
+        combined[key] = statistics.median(values)
+    return {**combined, "runs": runs}
+
+
+def next_round_estimate(outs: dict[str, dict]) -> float:
+    """Seconds the next round will take: this one's, less what only the first round measures."""
+    total = 0.0
+    for name, out in outs.items():
+        walls = out.get("walls", {})
+        total += out.get("wall_s", CHILD_LIMIT) + 3.0  # the child's own start-up
+        if name.startswith("plain-"):
+            total -= walls.get("defer", 0.0)
+        if name == "plain-defaults":
+            total -= walls.get("drain", 0.0)
+    return total
+
+
+def load_average() -> float:
+    """The 1-minute load average: other work on the machine skews every figure."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def versions(pg_version: str) -> dict:
+    found = {"python": platform.python_version(), "postgresql": pg_version, "cores": os.cpu_count()}
+    for package in ("django", "django-q2", "psycopg", "celery", "redis"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
+    git = ["git", "-C", str(ROOT)]
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        found["commit"] = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--", "bimride"], capture_output=True, text=True
+        ).stdout.splitlines()
+        found["uncommitted_in_bimride"] = len(changed)
+    return found
+
+
+def _terminate(signum, frame):
+    raise SystemExit(f"bench: stopped by signal {signum}")  # run_round's finally cleans up
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    parser = argparse.ArgumentParser(prog="python -m bench.jobs", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer jobs, one run each")
+    parser.add_argument("--only", choices=sorted(GROUPS), help="measure only this system")
+    args = parser.parse_args()
+    base_url = os.environ.get("DATABASE_URL")
+    if not base_url:
+        raise SystemExit("bench: set DATABASE_URL (make bench-jobs does)")
+    started = time.time()
+    code_at_start = versions("").get("commit")
+    admin, url, pg_version = prepare_database(base_url)
+    names = GROUPS[args.only] if args.only else ORDER
+    notes = []
+    if "celery" in names and (why := redis_answers()):
+        notes.append(why)
+        names = [n for n in names if n != "celery"]
+    mode = "quick" if args.quick else "full"
+    end = time.time() + TOTAL[mode]
+    results, loads = {}, {"start": load_average()}
+    if loads["start"] > 1.0:
+        log(f"the machine is busy (load {loads['start']}): figures will be skewed")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
+            for number in range(ROUNDS[mode]):
+                log(f"== round {number + 1} of {ROUNDS[mode]}")
+                outs = {}
+                for name in names:
+                    deadline = min(end, time.time() + CHILD_LIMIT)
+                    outs[name] = run_round(name, number, url, deadline, args.quick, Path(tmp))
+                    merge(results, name, outs[name])
+                loads[f"round {number + 1}"] = load_average()
+                estimate = next_round_estimate(outs)
+                if number + 1 < ROUNDS[mode] and time.time() + estimate > end:
+                    notes.append(
+                        f"Stopped after {number + 1} round(s) to stay within the time bound"
+                        f" (the next would take ~{estimate:.0f} s)."
+                    )
+                    break
+    finally:
+        admin.close()
+    for suite in results.values():
+        for measurement in MEASUREMENTS:
+            if measurement in suite:
+                suite[measurement] = combine(suite[measurement]["runs"])
+    found = versions(pg_version)
+    if found.get("commit") != code_at_start:
+        notes.append(f"The code changed during the run: {code_at_start} at the start.")
+    document = {
+        "mode": mode,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_s": round(time.time() - started, 1),
+        "versions": found,
+        "load_average": loads,
+        "notes": notes,
+        "suites": results,
+    }
+    markdown = render(document)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_atomically(RESULTS / "jobs.json", json.dumps(document, indent=2) + "\n")
+    write_atomically(RESULTS / "jobs.md", markdown)
+    print()
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
