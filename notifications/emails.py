@@ -17,6 +17,7 @@ from django.utils import formats, timezone, translation
 
 from bimride.errors import NotFound
 from notifications.models import Notification
+from payments.selectors import payment_facts_for
 from rides.models import Ride
 
 User = get_user_model()
@@ -58,12 +59,8 @@ class PaymentFacts:
 
 
 def payment_facts(ride: Ride) -> PaymentFacts:
-    """STUB until payments are built: the card and promo discount of the ride's payment.
-
-    payments will provide a selector for these; until then a receipt has no card or discount
-    line.
-    """
-    return PaymentFacts()
+    """The card and promo discount of the ride's payment, as far as they are known."""
+    return PaymentFacts(**payment_facts_for(ride_id=ride.pk))
 
 
 # --- formatting ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ class StripeCustomer(models.Model):
     rider = models.OneToOneField("rides.Rider", on_delete=models.PROTECT, related_name="stripe")
     customer_id = models.CharField(max_length=255, unique=True)
     payment_method_id = models.CharField(max_length=255)
+    card_last4 = models.CharField(max_length=4, blank=True)  # shown on receipts; not card data
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -69,7 +69,10 @@ def customer_for(*, rider: Rider) -> StripeCustomer:
     try:
         with transaction.atomic():
             return StripeCustomer.objects.create(
-                rider=rider, customer_id=customer["id"], payment_method_id=method["id"]
+                rider=rider,
+                customer_id=customer["id"],
+                payment_method_id=method["id"],
+                card_last4=(method.get("card") or {}).get("last4", ""),
             )
     except IntegrityError:  # a racing job saved it first (same key: the same customer)
         return StripeCustomer.objects.get(rider=rider)

@@ -69,8 +69,27 @@ def test_the_receipt_shows_route_distance_duration_breakdown_and_number(rider):
         assert "4.20 km" in part and "14 min" in part
         for amount in ("$2.50", "$5.04", "$4.20", "$11.74"):
             assert amount in part
-        assert "Discount" not in part and "card ending" not in part  # unknown until payments
+        assert "Discount" not in part and "card ending" not in part  # no payment recorded
     assert "Base fare: $2.50" in text and "Total: $11.74" in text
+
+
+@pytest.mark.django_db
+def test_the_receipt_reads_the_card_and_discount_from_the_rides_payment(rider):
+    from payments.models import Payment, PromoCode, PromoRedemption, StripeCustomer
+
+    ride = completed_ride(rider)
+    StripeCustomer.objects.create(
+        rider=rider, customer_id="cus_1", payment_method_id="pm_1", card_last4="4242"
+    )
+    Payment.objects.create(
+        ride=ride, rider=rider, amount=974, discount=200, currency="usd", status="captured"
+    )
+    promo = PromoCode.objects.create(
+        code="WELCOME2", kind="fixed", value=200, usage_limit=10, times_used=1
+    )
+    PromoRedemption.objects.create(promo=promo, ride=ride, rider=rider)
+    text = emails.render(emails.receipt(ride_id=ride.pk))[0]
+    assert "Discount (WELCOME2): -$2.00" in text and "card ending in 4242" in text
 
 
 @pytest.mark.django_db
