@@ -1,6 +1,7 @@
 """The loopback HTTP server that the provider stand-ins (Stripe, SendGrid) are built on."""
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
@@ -35,3 +36,20 @@ class LoopbackServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def serve_until_interrupted(self, banner: str) -> None:
+        """Run in the foreground (`python -m …_standin`) until Ctrl-C."""
+        self.start()
+        print(banner, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            self.stop()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps the test and `make run` output free of access logs."""
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
+        pass

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
-from bimride.standin import LoopbackServer
+from bimride.standin import LoopbackServer, QuietHandler
 
 MODES = ("ok", "503", "reject", "slow")
 
@@ -130,7 +130,7 @@ class SendGridStandin(LoopbackServer):
 
 
 def _handler_for(standin: SendGridStandin) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -158,9 +158,6 @@ def _handler_for(standin: SendGridStandin) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet in tests
-            pass
-
     return Handler
 
 
@@ -168,13 +165,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8025)
     args = parser.parse_args()
-    standin = SendGridStandin(port=args.port).start()
-    print(f"SendGrid stand-in at {standin.api_url} (SENDGRID_API_URL); Ctrl-C stops it", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        standin.stop()
+    standin = SendGridStandin(port=args.port)
+    standin.serve_until_interrupted(
+        f"SendGrid stand-in at {standin.api_url} (SENDGRID_API_URL); Ctrl-C stops it"
+    )
 
 
 if __name__ == "__main__":

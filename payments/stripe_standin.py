@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
-from bimride.standin import LoopbackServer
+from bimride.standin import LoopbackServer, QuietHandler
 
 KINDS = ("decline", "insufficient_funds", "invalid", "429", "500", "slow")
 REUSED_KEY = (
@@ -446,7 +446,7 @@ def _error_body(kind: str, message: str, code: str | None = None) -> dict:
 
 
 def _handler_for(standin: StripeStandin) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body in separate writes: no 40 ms stalls
 
@@ -480,9 +480,6 @@ def _handler_for(standin: StripeStandin) -> type[BaseHTTPRequestHandler]:
         def do_DELETE(self) -> None:  # noqa: N802
             self._serve("DELETE")
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet in tests
-            pass
-
     return Handler
 
 
@@ -490,13 +487,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=12111)
     args = parser.parse_args()
-    standin = StripeStandin(port=args.port).start()
-    print(f"Stripe stand-in at {standin.api_base} (STRIPE_API_BASE); Ctrl-C stops it", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        standin.stop()
+    standin = StripeStandin(port=args.port)
+    standin.serve_until_interrupted(
+        f"Stripe stand-in at {standin.api_base} (STRIPE_API_BASE); Ctrl-C stops it"
+    )
 
 
 if __name__ == "__main__":
