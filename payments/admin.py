@@ -13,6 +13,7 @@ from payments.models import (
     PromoCode,
     PromoRedemption,
     Refund,
+    StripeAccount,
     StripeCustomer,
     WebhookEvent,
 )
@@ -144,9 +145,28 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
 @admin.register(Payout)
 class PayoutAdmin(admin.ModelAdmin):
-    list_display = ["driver", "week", "rides", "amount", "currency", "status", "created_at"]
+    list_display = ["driver", "week", "rides", "amount", "currency", "status", "paid_at"]
     list_filter = ["week", "status"]
-    readonly_fields = ["driver", "week", "rides", "amount", "currency", "status", "created_at"]
+    search_fields = ["stripe_transfer_id", "driver__name"]
+    readonly_fields = [
+        "driver",
+        "week",
+        "rides",
+        "amount",
+        "currency",
+        "status",
+        "stripe_transfer_id",
+        "failure_message",
+        "failures",
+        "created_at",
+        "paid_at",
+    ]
+
+
+@admin.register(StripeAccount)
+class StripeAccountAdmin(admin.ModelAdmin):
+    list_display = ["driver", "account_id", "created_at"]
+    readonly_fields = ["driver", "account_id", "created_at"]
 
 
 @admin.register(StripeCustomer)

@@ -20,6 +20,17 @@ class StripeCustomer(models.Model):
         return self.customer_id
 
 
+class StripeAccount(models.Model):
+    """A driver's Stripe connected account, where incentive payouts are transferred: an id only."""
+
+    driver = models.OneToOneField("rides.Driver", on_delete=models.PROTECT, related_name="stripe")
+    account_id = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.account_id
+
+
 class Payment(models.Model):
     class Kind(models.TextChoices):
         RIDE = "ride"  # authorised at request, captured at completion
@@ -179,18 +190,25 @@ class PromoRedemption(models.Model):
 
 
 class Payout(models.Model):
-    """A driver's incentive for one ISO week: one row per driver and week, whoever asks."""
+    """A driver's incentive for one ISO week, paid by a Stripe transfer to the driver's connected
+    account: one row per driver and week, whoever asks."""
 
     class Status(models.TextChoices):
+        PENDING = "pending"  # row written, the transfer not answered yet
         PAID = "paid"
+        FAILED = "failed"  # Stripe refused, or retries ran out; ops may retry the dead letter
 
     driver = models.ForeignKey("rides.Driver", on_delete=models.PROTECT, related_name="payouts")
     week = models.CharField(max_length=8)  # ISO week, "2026-W08"
     rides = models.PositiveIntegerField()
     amount = models.PositiveIntegerField()
     currency = models.CharField(max_length=3)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PAID)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    stripe_transfer_id = models.CharField(max_length=255, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    failures = models.PositiveSmallIntegerField(default=0)  # each retry after one: a new key
     created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-week", "driver_id"]

@@ -60,8 +60,8 @@ def client() -> stripe.StripeClient:
     return _client(settings.STRIPE_API_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT)
 
 
-def _call(method, params: dict, key: str, *args) -> dict:
-    options = {"idempotency_key": key}
+def _call(method, params: dict, key: str | None, *args) -> dict:
+    options = {"idempotency_key": key} if key else {}
     try:
         result = method(*args, params=params, options=options)
     except stripe.CardError as error:
@@ -134,6 +134,40 @@ def intent_cancel(*, intent_id: str, key: str) -> dict:
 def refund_create(*, intent_id: str, amount: int, key: str) -> dict:
     params = {"payment_intent": intent_id, "amount": amount}
     return _call(client().v1.refunds.create, params, key)
+
+
+def account_create(*, driver_id: int, email: str, country: str, key: str) -> dict:
+    """A connected (Express) account for a driver, able to receive transfers."""
+    params = {
+        "type": "express",
+        "country": country,
+        "email": email,
+        "capabilities": {"transfers": {"requested": True}},
+        "metadata": {"driver_id": str(driver_id)},
+    }
+    return _call(client().v1.accounts.create, params, key)
+
+
+def transfer_create(
+    *, amount: int, currency: str, destination: str, group: str, metadata: dict, key: str
+) -> dict:
+    """Move `amount` from the platform's balance to a connected account."""
+    params = {
+        "amount": amount,
+        "currency": currency,
+        "destination": destination,
+        "transfer_group": group,
+        "metadata": {k: str(v) for k, v in metadata.items()},
+    }
+    return _call(client().v1.transfers.create, params, key)
+
+
+def transfer_find(*, destination: str, group: str, metadata: dict) -> dict | None:
+    """The transfer to `destination` in `group` whose metadata includes `metadata`, if any."""
+    params = {"destination": destination, "transfer_group": group, "limit": 100}
+    page = _call(client().v1.transfers.list, params, None)
+    wanted = {k: str(v) for k, v in metadata.items()}
+    return next((t for t in page["data"] if wanted.items() <= t["metadata"].items()), None)
 
 
 def webhook_event(*, payload: bytes, signature: str | None) -> dict:

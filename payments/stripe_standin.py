@@ -10,15 +10,19 @@ nothing again; the same key with other parameters is an `idempotency_error`.
 Endpoints: `POST /v1/customers`, `POST /v1/payment_methods/{pm}/attach` (test tokens such as
 `pm_card_visa`; `pm_card_chargeDeclined` declines when charged), `POST /v1/payment_intents`
 (with `confirm`, `capture_method=manual|automatic`), `.../{pi}/confirm`, `.../capture`,
-`.../cancel`, `POST /v1/refunds`, and `GET` of each object.
+`.../cancel`, `POST /v1/refunds`, `POST /v1/accounts` (connected accounts), `POST /v1/transfers`
+(to a connected account), `GET /v1/transfers?destination=&transfer_group=`, and `GET` of each
+object.
 
 Failure injection, for the next matching requests: `standin.fail_next("decline" | "invalid" |
 "429" | "500" | "slow", times=1, path="capture", delay=...)`, or standalone
 `POST /_standin/fail {"kind": "500", "times": 2, "path": "capture"}`. Injected 429/500 answers
-are not stored under the key (a retry runs for real); a decline is, as at Stripe.
+are not stored under the key (a retry runs for real); a decline is, as at Stripe. On transfers,
+`insufficient_funds` answers Stripe's `balance_insufficient`.
 
 Counters: `standin.captures(pi_id)` (captures executed, replays excluded), `standin.charges`
-(payment intents that moved money), `standin.replays`; `GET /_standin/state` for all of it.
+(payment intents that moved money), `standin.transfers` (by id), `standin.replays`;
+`GET /_standin/state` for all of it.
 `standin.captured` (a threading.Event) is set whenever a capture is executed.
 
 Standalone: `python -m payments.stripe_standin --port 12111` runs it until Ctrl-C.
@@ -97,6 +101,8 @@ class StripeStandin(LoopbackServer):
         self.payment_methods: dict[str, dict] = {}
         self.intents: dict[str, dict] = {}
         self.refunds: dict[str, dict] = {}
+        self.accounts: dict[str, dict] = {}
+        self.transfers: dict[str, dict] = {}
         self.requests: Counter = Counter()  # "POST /v1/payment_intents" -> count (replays too)
         self.idempotency_keys: Counter = Counter()  # key -> requests that carried it
         self.replays = 0
@@ -149,6 +155,7 @@ class StripeStandin(LoopbackServer):
                 "customers": len(self.customers),
                 "intents": list(self.intents.values()),
                 "refunds": list(self.refunds.values()),
+                "transfers": list(self.transfers.values()),
                 "captures": dict(self._captures),
                 "replays": self.replays,
                 "requests": dict(self.requests),
@@ -252,6 +259,16 @@ class StripeStandin(LoopbackServer):
             if method == "POST" and not rest:
                 return self._create_refund(params)
             return self._get(self.refunds, "refund", rest)
+        if resource == "accounts":
+            if method == "POST" and not rest:
+                return self._create_account(params)
+            return self._get(self.accounts, "account", rest)
+        if resource == "transfers":
+            if method == "POST" and not rest:
+                return self._create_transfer(params, injected)
+            if method == "GET" and not rest:
+                return self._list(self.transfers, params, ("destination", "transfer_group"))
+            return self._get(self.transfers, "transfer", rest)
         raise _invalid("Unrecognized request URL.", code="url_invalid")
 
     @staticmethod
@@ -259,6 +276,14 @@ class StripeStandin(LoopbackServer):
         if len(rest) != 1 or rest[0] not in objects:
             raise _missing(kind, rest[0] if rest else "")
         return objects[rest[0]]
+
+    @staticmethod
+    def _list(objects: dict, params: dict, filters: tuple[str, ...]) -> dict:
+        """Newest first, filtered by equality on `filters`; one page of up to `limit`."""
+        wanted = {name: params[name] for name in filters if name in params}
+        found = [o for o in objects.values() if all(o.get(k) == v for k, v in wanted.items())]
+        limit = int(params.get("limit") or 10)
+        return {"object": "list", "data": found[::-1][:limit], "has_more": len(found) > limit}
 
     # --- objects --------------------------------------------------------------------------------
     def _create_customer(self, params: dict) -> dict:
@@ -405,6 +430,56 @@ class StripeStandin(LoopbackServer):
         }
         self.refunds[refund["id"]] = refund
         return refund
+
+    def _create_account(self, params: dict) -> dict:
+        if params.get("type") not in ("express", "custom", "standard"):
+            raise _invalid("Invalid type: must be express, custom or standard.", param="type")
+        account = {
+            "id": f"acct_{secrets.token_hex(8)}",
+            "object": "account",
+            "type": params["type"],
+            "country": params.get("country", "US"),
+            "email": params.get("email"),
+            "capabilities": dict.fromkeys(params.get("capabilities", {}), "active"),
+            "charges_enabled": True,
+            "payouts_enabled": True,
+            "metadata": params.get("metadata", {}),
+            "created": int(time.time()),
+        }
+        self.accounts[account["id"]] = account
+        return account
+
+    def _create_transfer(self, params: dict, injected) -> dict:
+        try:
+            amount = int(params.get("amount", ""))
+        except ValueError:
+            raise _invalid("Invalid integer: amount", "parameter_invalid_integer", "amount")
+        if amount < 1:
+            raise _invalid("Amount must be at least 1.", "amount_too_small", "amount")
+        destination = params.get("destination", "")
+        if destination not in self.accounts:
+            raise _invalid(
+                f"No such destination: '{destination}'", "resource_missing", "destination"
+            )
+        if injected is not None and injected.kind == "insufficient_funds":
+            raise _invalid(
+                "You have insufficient available funds in your Stripe account.",
+                "balance_insufficient",
+            )
+        transfer = {
+            "id": f"tr_{secrets.token_hex(8)}",
+            "object": "transfer",
+            "amount": amount,
+            "currency": params.get("currency", "usd").lower(),
+            "destination": destination,
+            "transfer_group": params.get("transfer_group"),
+            "metadata": params.get("metadata", {}),
+            "reversed": False,
+            "created": int(time.time()),
+            "livemode": False,
+        }
+        self.transfers[transfer["id"]] = transfer
+        return transfer
 
     @staticmethod
     def _unexpected(intent: dict, action: str) -> StripeStandinError:

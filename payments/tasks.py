@@ -204,17 +204,25 @@ def run_weekly_payouts(payload: dict, ctx: JobContext) -> dict:
     return {"week": week, "drivers": done}
 
 
+def _payout_failed(payload: dict, error: str) -> None:
+    services.payout_fail(driver_id=payload["driver_id"], week=payload["week"], error=error)
+
+
 @job(
     "payments.pay_driver_incentive",
     queue="critical",
     payload=PayoutPayload,
     retry=PAYMENTS_RETRY,
     timeout=PAYMENT_TIMEOUT,
+    atomic=False,
+    on_dead=_payout_failed,
 )
 def pay_driver_incentive(payload: dict, ctx: JobContext) -> dict:
-    """Pay one driver's incentive for one ISO week, once."""
+    """Transfer one driver's incentive for one ISO week to their connected account, once."""
     payout = services.payout_pay(driver_id=payload["driver_id"], week=payload["week"])
-    return {"payout_id": payout.pk if payout else None, "amount": payout.amount if payout else 0}
+    if payout is None:
+        return {"payout_id": None, "amount": 0}
+    return {"payout_id": payout.pk, "amount": payout.amount, "transfer": payout.stripe_transfer_id}
 
 
 @job("payments.expire_promo_codes", queue="bulk", timeout=60)

@@ -15,7 +15,13 @@ from payments.services.charges import (
     payment_capture,
     payment_release,
 )
-from payments.services.payouts import payout_drivers, payout_pay, payout_week_of
+from payments.services.payouts import (
+    account_for,
+    payout_drivers,
+    payout_fail,
+    payout_pay,
+    payout_week_of,
+)
 from payments.services.promos import discounted, promo_expire, promo_redeem
 from payments.services.refunds import (
     payment_refundable,
@@ -30,6 +36,7 @@ __all__ = [
     "RANK",
     "AuthorizationPending",
     "NothingToCapture",
+    "account_for",
     "cancellation_fee_charge",
     "customer_for",
     "discounted",
@@ -40,6 +47,7 @@ __all__ = [
     "payment_refundable",
     "payment_release",
     "payout_drivers",
+    "payout_fail",
     "payout_pay",
     "payout_week_of",
     "promo_expire",

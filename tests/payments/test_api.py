@@ -1,4 +1,4 @@
-"""Refunds from the staff API and the admin, promo codes at ride request, weekly payouts."""
+"""Refunds from the staff API and the admin, promo codes at ride request."""
 
 from datetime import timedelta
 
@@ -8,9 +8,9 @@ from django.utils import timezone
 from bimride.jobs.models import Job
 from bimride.jobs.runner import run_job
 from payments import tasks
-from payments.models import Payment, Payout, PromoCode, PromoRedemption, Refund
+from payments.models import PromoCode, PromoRedemption, Refund
 from rides.models import Ride
-from tests.factories import DriverFactory, RiderFactory
+from tests.factories import DriverFactory
 from tests.payments.conftest import DROPOFF, PICKUP, ctx, jobs_named, payment_of, ride_in
 
 pytestmark = pytest.mark.django_db
@@ -172,29 +172,6 @@ def test_expired_promo_codes_are_deactivated_by_the_daily_job():
     promo(code="LIVE", expires_at=timezone.now() + timedelta(days=1))
     assert tasks.expire_promo_codes({}, ctx()) == {"expired": 1}
     assert list(PromoCode.objects.filter(active=True).values_list("code", flat=True)) == ["LIVE"]
-
-
-# --- payouts ------------------------------------------------------------------------------------
-def test_weekly_payouts_pay_each_driver_once_per_iso_week(settings):
-    settings.PAYOUT_MIN_RIDES, settings.PAYOUT_PER_RIDE = 2, 100
-    busy, quiet = DriverFactory(), DriverFactory()
-    week_day = timezone.now() - timedelta(days=7)
-    rider = RiderFactory()
-    for driver, rides in ((busy, 3), (quiet, 1)):
-        for _ in range(rides):
-            ride = ride_in("completed", rider=rider, driver=driver)
-            Ride.objects.filter(pk=ride.pk).update(completed_at=week_day)
-    year, week, _ = timezone.localdate(week_day).isocalendar()
-    iso_week = f"{year}-W{week:02d}"
-    for _ in range(2):  # the batch runs twice
-        batch = tasks.run_weekly_payouts.enqueue({"week": iso_week})
-        run_job(batch.pk)
-        for job in jobs_named("payments.pay_driver_incentive"):
-            run_job(job.pk)
-    assert jobs_named("payments.pay_driver_incentive").count() == 2
-    [payout] = Payout.objects.all()
-    assert (payout.driver, payout.week, payout.rides, payout.amount) == (busy, iso_week, 3, 300)
-    assert Payment.objects.count() == 0
 
 
 def test_a_promo_covering_the_whole_fare_authorises_and_captures_nothing(stripe_standin):

@@ -9,11 +9,19 @@ from django.utils import timezone
 
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.relay import relay
-from payments import services
-from payments.models import Payment
+from payments import services, tasks
+from payments.models import Payment, Payout, StripeAccount
 from rides.models import Ride
 from tests.conftest import client_for, wait_until
-from tests.payments.conftest import COMPLETE_BODY, DROPOFF, PICKUP, jobs_named, status_of
+from tests.factories import DriverFactory
+from tests.payments.conftest import (
+    COMPLETE_BODY,
+    DROPOFF,
+    PICKUP,
+    jobs_named,
+    ride_in,
+    status_of,
+)
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -132,3 +140,25 @@ def test_a_worker_killed_after_stripe_captured_does_not_capture_twice(
     assert stripe_standin.replays >= 1
     assert stripe_standin.idempotency_keys[f"capture:{payment.pk}"] == 2
     assert payment.amount_captured == 910
+
+
+def test_the_weekly_payout_batch_twice_through_workers_transfers_once_per_driver(
+    payment_workers, start_cluster, stripe_standin, settings
+):
+    settings.PAYOUT_MIN_RIDES, settings.PAYOUT_PER_RIDE = 1, 150
+    env = {"PAYOUT_MIN_RIDES": "1", "PAYOUT_PER_RIDE": "150"}
+    payment_workers(**env)
+    start_cluster("bulk", workers=1, STRIPE_API_BASE=stripe_standin.api_base, **env)
+    drivers = [DriverFactory() for _ in range(3)]
+    moment = timezone.now() - timedelta(days=7)
+    for driver in drivers:
+        ride_in("completed", driver=driver, completed_at=moment)
+    week = services.payout_week_of()
+    for _ in range(2):
+        batch = tasks.run_weekly_payouts.enqueue({})
+        wait_until(lambda b=batch: job_state(b) == "succeeded", what="the payout batch")
+        wait_until(lambda: Payout.objects.filter(status="paid").count() == 3, what="three payouts")
+    assert Payout.objects.filter(week=week).count() == 3
+    transfers = sorted((t["destination"], t["amount"]) for t in stripe_standin.transfers.values())
+    accounts = StripeAccount.objects.filter(driver__in=drivers).values_list("account_id", flat=True)
+    assert transfers == sorted((account, 150) for account in accounts)
