@@ -13,7 +13,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
@@ -47,26 +47,37 @@ def _package(job_id: int, name: str, timeout: int) -> str:
     return SignedPackage.dumps(task)
 
 
-def push(*, job_id: int, name: str, queue: str, timeout: int, run_at) -> None:
-    """Hand a job to its queue, due at `run_at`, and mark it dispatched.
+def push(jobs) -> None:
+    """Hand `jobs` (Job rows) to their queues, each due at its `run_at`, mark them dispatched and
+    wake the queues' idle pushers: one statement, however many jobs.
 
-    Inside a transaction (a retry being scheduled) the row, the mark and the wake-up all commit
-    with it; after a commit (a new job) it is one autocommit statement.
+    Only jobs whose row exists are pushed (not one whose savepoint was rolled back). Inside a
+    transaction (a retry being scheduled) it all commits with it; after a commit (new jobs) it
+    is one autocommit statement that commits asynchronously: a push lost to a database crash is
+    what the relay repairs.
     """
     from bimride.jobs.models import Job
 
-    own_transaction = not connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cursor:
-        if own_transaction:  # a push lost to a database crash is what the relay repairs
-            cursor.execute("SET LOCAL synchronous_commit = off")
-        # The INSERT runs as a data-modifying CTE; joining the pg_notify() row makes PostgreSQL
-        # evaluate the wake-up in the same statement.
+    if not jobs:
+        return
+    asynchronous = (
+        "" if connection.in_atomic_block else ", set_config('synchronous_commit', 'off', true)"
+    )
+    ids = [job.pk for job in jobs]
+    queues = [job.queue for job in jobs]
+    packages = [_package(job.pk, job.name, job.timeout) for job in jobs]
+    due = [job.run_at for job in jobs]
+    with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH pushed AS (INSERT INTO {QUEUE_TABLE} (key, payload, lock)"
-            f" VALUES (%s, %s, %s) RETURNING id)"
-            f" UPDATE {Job._meta.db_table} SET dispatched_at = now()"
-            f" FROM (SELECT pg_notify(%s, '')) AS wake, pushed WHERE {Job._meta.db_table}.id = %s",
-            [queue, _package(job_id, name, timeout), run_at, channel(queue), job_id],
+            f"WITH marked AS (UPDATE {Job._meta.db_table} SET dispatched_at = now()"
+            f" WHERE id = ANY(%s::bigint[]) RETURNING id),"
+            f" pushed AS (INSERT INTO {QUEUE_TABLE} (key, payload, lock)"
+            f" SELECT v.queue, v.payload, v.run_at FROM unnest(%s::bigint[], %s::varchar[],"
+            f" %s::text[], %s::timestamptz[]) AS v(id, queue, payload, run_at)"
+            f" JOIN marked USING (id) RETURNING key)"
+            f" SELECT pg_notify(%s || key, ''){asynchronous}"
+            f" FROM (SELECT DISTINCT key FROM pushed) AS queues",
+            [ids, ids, queues, packages, due, channel("")],
         )
 
 

@@ -1,10 +1,12 @@
-"""Enqueueing: the Job row is written in the caller's transaction and pushed after it commits.
+"""Enqueueing: the Job row is written in the caller's transaction and pushed after it commits,
+all of a transaction's jobs in one statement.
 
 A rollback leaves no job. A process that dies between the commit and the push leaves a job
 with no `dispatched_at`, which the relay pushes within a minute.
 """
 
 import logging
+import threading
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -15,6 +17,7 @@ from bimride.jobs.models import Job, JobEvent
 from bimride.tracing import current_trace_id
 
 logger = logging.getLogger(__name__)
+_unpushed = threading.local()  # this thread's jobs enqueued but not pushed yet
 
 
 def enqueue(
@@ -57,19 +60,28 @@ def enqueue(
     else:
         job.save(force_insert=True)
     JobEvent.objects.create(job=job, state=Job.State.QUEUED, at=now)
-
-    def push_committed_job() -> None:  # a named function: Django logs a failed robust callback
-        dispatch(job)
-
-    transaction.on_commit(push_committed_job, robust=True)
+    _push_on_commit(job)
     return job
 
 
+def _push_on_commit(job: Job) -> None:
+    """Push `job` when the transaction commits, together with the other jobs it enqueued: one
+    statement for all. Each job registers the push, so it survives a savepoint rolled back with
+    another job; the first push to run takes every pending job, the others find none."""
+    _unpushed.jobs = pending = getattr(_unpushed, "jobs", [])
+    pending.append(job)
+
+    def push_committed_jobs() -> None:  # a named function: Django logs a failed robust callback
+        jobs = pending[:]
+        pending.clear()
+        broker.push(jobs)
+
+    transaction.on_commit(push_committed_jobs, robust=True)
+
+
 def dispatch(job: Job) -> None:
-    """Push a committed job to its queue (also used by the relay)."""
-    broker.push(
-        job_id=job.pk, name=job.name, queue=job.queue, timeout=job.timeout, run_at=job.run_at
-    )
+    """Push one job to its queue now (the relay; a retry, inside its transaction)."""
+    broker.push([job])
 
 
 def publish(event: str, **payload) -> list[Job]:

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -63,6 +64,24 @@ def test_a_rollback_leaves_no_job_and_no_push():
         enqueue(JOB, {"n": 1})
         raise RuntimeError("the business write failed")
     assert Job.objects.count() == 0 and OrmQ.objects.count() == 0 and JobEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transactions_jobs_are_pushed_together_except_a_rolled_back_savepoints():
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        first = enqueue(JOB, {"n": 1})
+        with pytest.raises(RuntimeError), transaction.atomic():
+            enqueue(JOB, {"n": 2})
+            raise RuntimeError("this part failed")
+        second = enqueue("tests.effect_bulk", {"n": 3})
+    pushes = [q for q in queries.captured_queries if "INSERT INTO django_q_ormq" in q["sql"]]
+    assert len(pushes) == 1  # one statement for the whole transaction
+    rows = {row.task["args"][0]: row.key for row in OrmQ.objects.all()}
+    assert rows == {first.pk: "default", second.pk: "bulk"}
+    assert Job.objects.filter(dispatched_at__isnull=False).count() == 2
+    with transaction.atomic():  # the next transaction pushes only its own job
+        third = enqueue(JOB, {"n": 4})
+    assert OrmQ.objects.count() == 3 and third.pk in {r.task["args"][0] for r in OrmQ.objects.all()}
 
 
 @pytest.mark.django_db(transaction=True)
