@@ -8,7 +8,7 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import connection
+from django.db import connection, transaction
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import JSONRenderer
@@ -66,9 +66,9 @@ def _fingerprint(request) -> str:
 def idempotent(view_method):
     """Make a creating POST replay its first response for a repeated `Idempotency-Key`.
 
-    Runs inside the request's transaction (ATOMIC_REQUESTS): the key is claimed with an insert
-    that a racing duplicate waits on, so of two racing requests one creates and the other
-    replays. Error responses roll the claim back, so a corrected request can reuse the key.
+    The view runs in one transaction with the claim of its key, an insert that a racing
+    duplicate waits on, so of two racing requests one creates and the other replays. Error
+    responses roll the claim back, so a corrected request can reuse the key.
     """
 
     @functools.wraps(view_method)
@@ -81,32 +81,38 @@ def idempotent(view_method):
                 "Idempotency-Key must be 1 to 255 printable characters.",
                 code="invalid_idempotency_key",
             )
-        user_id = request.user.pk if request.user.is_authenticated else None
-        fingerprint = _fingerprint(request)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {IdempotentRequest._meta.db_table} (user_id, key, fingerprint,"
-                " created_at) VALUES (%s, %s, %s, now()) ON CONFLICT DO NOTHING RETURNING id",
-                [user_id, key, fingerprint],
-            )
-            claimed = cursor.fetchone()
-        if claimed is None:
-            first = IdempotentRequest.objects.get(user_id=user_id, key=key)
-            if first.fingerprint != fingerprint:
-                raise Conflict(
-                    "This Idempotency-Key was used for a different request.",
-                    code="idempotency_key_reused",
-                )
-            return Response(
-                first.body, status=first.status_code, headers={"Idempotent-Replayed": "true"}
-            )
-        response = view_method(self, request, *args, **kwargs)
-        claim = IdempotentRequest.objects.filter(pk=claimed[0])
-        if status.is_success(response.status_code):
-            body = json.loads(JSONRenderer().render(response.data) or b"null")
-            claim.update(status_code=response.status_code, body=body)
-        else:  # only successes are replayed; a corrected request may reuse the key
-            claim.delete()
-        return response
+        with transaction.atomic():
+            return _once(view_method, self, request, key, *args, **kwargs)
 
     return wrapper
+
+
+def _once(view_method, view, request, key: str, *args, **kwargs):
+    """The first response of the request with this user and key: made now, or replayed."""
+    user_id = request.user.pk if request.user.is_authenticated else None
+    fingerprint = _fingerprint(request)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {IdempotentRequest._meta.db_table} (user_id, key, fingerprint,"
+            " created_at) VALUES (%s, %s, %s, now()) ON CONFLICT DO NOTHING RETURNING id",
+            [user_id, key, fingerprint],
+        )
+        claimed = cursor.fetchone()
+    if claimed is None:
+        first = IdempotentRequest.objects.get(user_id=user_id, key=key)
+        if first.fingerprint != fingerprint:
+            raise Conflict(
+                "This Idempotency-Key was used for a different request.",
+                code="idempotency_key_reused",
+            )
+        return Response(
+            first.body, status=first.status_code, headers={"Idempotent-Replayed": "true"}
+        )
+    response = view_method(view, request, *args, **kwargs)
+    claim = IdempotentRequest.objects.filter(pk=claimed[0])
+    if status.is_success(response.status_code):
+        body = json.loads(JSONRenderer().render(response.data) or b"null")
+        claim.update(status_code=response.status_code, body=body)
+    else:  # only successes are replayed; a corrected request may reuse the key
+        claim.delete()
+    return response

@@ -104,7 +104,6 @@ if not DATABASES["default"]["HOST"]:  # postgresql://user@/db?host=/socket/dir
 DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", 600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DATABASES["default"]["ATOMIC_REQUESTS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 # Worker processes commit asynchronously: if PostgreSQL itself crashes, the last fraction of a
 # second of job bookkeeping rolls back together with the effects it recorded, and those jobs
@@ -150,7 +149,7 @@ CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "bimride.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
