@@ -35,6 +35,14 @@ def earn(driver, rides: int, moment) -> None:
         Ride.objects.filter(pk=ride.pk).update(completed_at=moment)
 
 
+def payout_job(last_week, rides: int = 2) -> Job:
+    """The incentive job of a new driver who completed `rides` rides last week."""
+    moment, week = last_week
+    driver = DriverFactory()
+    earn(driver, rides, moment)
+    return tasks.pay_driver_incentive.enqueue({"driver_id": driver.pk, "week": week})
+
+
 def run_batch(week: str) -> None:
     batch = tasks.run_weekly_payouts.enqueue({"week": week})
     run_job(batch.pk)
@@ -71,15 +79,11 @@ def test_the_batch_twice_pays_each_driver_once_by_one_transfer(stripe_standin, l
 def test_a_rerun_after_stripe_answered_but_before_it_was_recorded_transfers_once(
     stripe_standin, last_week
 ):
-    moment, week = last_week
-    driver = DriverFactory()
-    earn(driver, 2, moment)
-    payload = {"driver_id": driver.pk, "week": week}
-    job = tasks.pay_driver_incentive.enqueue(payload)
+    job = payout_job(last_week)
     run_job(job.pk)
     # The worker died between Stripe's answer and the record: the row is still pending.
     Payout.objects.update(status="pending", stripe_transfer_id="", paid_at=None)
-    again = tasks.pay_driver_incentive.enqueue(payload)
+    again = tasks.pay_driver_incentive.enqueue(job.payload)
     run_job(again.pk)
     [payout] = Payout.objects.all()
     assert payout.status == "paid" and len(stripe_standin.transfers) == 1
@@ -89,10 +93,7 @@ def test_a_rerun_after_stripe_answered_but_before_it_was_recorded_transfers_once
 
 
 def test_stripe_unavailable_is_retried_then_paid(stripe_standin, last_week):
-    moment, week = last_week
-    driver = DriverFactory()
-    earn(driver, 2, moment)
-    job = tasks.pay_driver_incentive.enqueue({"driver_id": driver.pk, "week": week})
+    job = payout_job(last_week)
     stripe_standin.fail_next("500", path="transfers")
     run_job(job.pk)
     job.refresh_from_db()
@@ -108,10 +109,7 @@ def test_stripe_unavailable_is_retried_then_paid(stripe_standin, last_week):
 def test_a_refused_transfer_fails_the_payout_and_a_retried_dead_letter_pays_it(
     stripe_standin, last_week, staff
 ):
-    moment, week = last_week
-    driver = DriverFactory()
-    earn(driver, 2, moment)
-    job = tasks.pay_driver_incentive.enqueue({"driver_id": driver.pk, "week": week})
+    job = payout_job(last_week)
     stripe_standin.fail_next("insufficient_funds", path="transfers")
     run_job(job.pk)
     letter = DeadLetter.objects.get(job=job)
@@ -128,10 +126,7 @@ def test_a_refused_transfer_fails_the_payout_and_a_retried_dead_letter_pays_it(
 
 
 def test_a_driver_without_an_incentive_is_skipped_without_calling_stripe(stripe_standin, last_week):
-    moment, week = last_week
-    driver = DriverFactory()
-    earn(driver, 1, moment)
-    job = tasks.pay_driver_incentive.enqueue({"driver_id": driver.pk, "week": week})
+    job = payout_job(last_week, rides=1)
     run_job(job.pk)
     job.refresh_from_db()
     assert job.state == "succeeded" and job.result == {"payout_id": None, "amount": 0}
@@ -141,10 +136,7 @@ def test_a_driver_without_an_incentive_is_skipped_without_calling_stripe(stripe_
 def test_a_transfer_that_timed_out_but_went_through_is_found_not_made_again(
     stripe_standin, last_week, staff
 ):
-    moment, week = last_week
-    driver = DriverFactory()
-    earn(driver, 2, moment)
-    job = tasks.pay_driver_incentive.enqueue({"driver_id": driver.pk, "week": week})
+    job = payout_job(last_week)
     Job.objects.filter(pk=job.pk).update(max_attempts=1)
     stripe_standin.fail_next("slow", path="transfers", delay=3)  # past the SDK's 2 s timeout
     run_job(job.pk)
