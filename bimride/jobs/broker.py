@@ -8,6 +8,7 @@ an idle pusher waits on LISTEN (bounded by the next due time) instead of sleepin
 
 import contextlib
 import logging
+import queue
 import time
 import uuid
 from datetime import timedelta
@@ -19,6 +20,7 @@ from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 from django_q.exceptions import TimeoutException
 from django_q.models import OrmQ
+from django_q.queues import Queue as ClusterQueue
 from django_q.signing import SignedPackage
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,27 @@ def _db_error(what: str) -> None:
     logger.warning("broker: database unavailable during %s; retrying", what, exc_info=True)
     connection.close()
     time.sleep(1)
+
+
+# --- the cluster's task queue -------------------------------------------------------------------
+# django-q2 hands tasks from its pusher to its worker processes through a multiprocessing queue,
+# whose get() holds the queue's read lock while it waits for the next task. A worker killed
+# while idle died holding that lock, and no other worker of the cluster ever got a task again.
+# Here a worker waits for a task holding no lock and takes the lock only to read one.
+_locked_get = ClusterQueue.get
+_TAKE_WAIT = 0.01  # seconds a worker holds the lock when another took the task it saw
+
+
+def _get_waiting_unlocked(self, block=True, timeout=None):
+    if not block or timeout is not None:
+        return _locked_get(self, block, timeout)
+    while True:
+        self._reader.poll(None)  # until a task is in the pipe
+        with contextlib.suppress(queue.Empty):  # another worker took it first
+            return _locked_get(self, True, _TAKE_WAIT)
+
+
+ClusterQueue.get = _get_waiting_unlocked
 
 
 class PostgresBroker(ORM):

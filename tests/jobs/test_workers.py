@@ -91,6 +91,26 @@ def test_a_worker_killed_mid_job_does_not_lose_the_job(start_cluster):
     assert cluster.process.poll() is None  # the cluster survived the loss of a worker
 
 
+def test_workers_killed_while_idle_leave_the_cluster_taking_jobs(start_cluster):
+    """An idle worker waits for its next task; killed then, it must not take the cluster's
+    task queue down with it."""
+    start_cluster("default", workers=2)
+    for round_number in range(5):
+        with transaction.atomic():
+            jobs = [
+                enqueue("tests.effect_default", {"n": round_number * 10 + i}) for i in range(10)
+            ]
+        ids = [job.pk for job in jobs]
+        wait_until(
+            lambda ids=ids: Job.objects.filter(pk__in=ids, state="succeeded").count() == 10,
+            timeout=20,
+            what=f"round {round_number + 1}'s jobs (after {round_number} idle kills)",
+        )
+        workers = set(Job.objects.filter(pk__in=ids).values_list("worker", flat=True))
+        os.kill(int(random.choice(sorted(workers)).rsplit(":", 1)[1]), signal.SIGKILL)
+    assert len(effects()) == 50
+
+
 def test_a_job_committed_but_never_pushed_is_relayed(start_cluster, settings):
     settings.JOB_RELAY_AFTER = timedelta(0)
     start_cluster("default")
