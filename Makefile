@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DB_URL = $${DATABASE_URL:-$$($(PY) -m bimride.devdb start)}
 
-.PHONY: run test lint fmt bench bench-jobs bench-api reliability db-start db-stop db-status clean
+.PHONY: run test lint fmt bench bench-jobs bench-growth bench-api reliability db-start db-stop db-status clean
 
 $(VENV)/.installed: requirements.txt
 	@echo "==> installing the pinned requirements into $(VENV)"
@@ -34,11 +34,15 @@ bench-jobs: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.jobs $(BENCH_ARGS)
 
+bench-growth: venv
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.growth $(BENCH_ARGS)
+
 bench-api: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.api $(BENCH_ARGS)
 
-bench: bench-jobs bench-api
+bench: bench-jobs bench-growth bench-api
 
 # Faults under load (worker SIGKILLs, a PostgreSQL restart, races, fuzzing, authz), on its own
 # embedded PostgreSQL (.data/pg-reliability); under 15 minutes; RELIABILITY_ARGS=--quick: ~3.

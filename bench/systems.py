@@ -58,6 +58,9 @@ class Ours:
     title = "ours (bimride.jobs)"
     defer_spread = 3.0  # seconds over which deferred jobs are enqueued
 
+    def __init__(self, workers: int = WORKERS):
+        self.workers = workers
+
     def reset(self) -> None:
         sql(_TRUNCATE)
 
@@ -68,8 +71,8 @@ class Ours:
             "ours",
             {
                 "Q_CLUSTER_NAME": QUEUE,
-                "Q_WORKERS": str(WORKERS),
-                f"Q_WORKERS_{QUEUE.upper()}": str(WORKERS),
+                "Q_WORKERS": str(self.workers),
+                f"Q_WORKERS_{QUEUE.upper()}": str(self.workers),
                 "JOB_EXTRA_MODULES": "bench.jobtypes",
                 "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
             },
