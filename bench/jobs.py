@@ -190,6 +190,40 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+def document_of(
+    *,
+    mode: str,
+    started: float,
+    pg_version: str,
+    code_at_start: str | None,
+    loads: dict,
+    notes: list,
+    **results,
+) -> dict:
+    """A run's results with when, how long, on what code and versions, and under what load."""
+    found = versions(pg_version)
+    if found.get("commit") != code_at_start:
+        notes.append(f"The code changed during the run: {code_at_start} at the start.")
+    return {
+        "mode": mode,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_s": round(time.time() - started, 1),
+        "versions": found,
+        "load_average": loads,
+        "notes": notes,
+        **results,
+    }
+
+
+def publish(name: str, document: dict, markdown: str) -> None:
+    """Write bench/results/<name>.json and .md, and print the markdown."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_atomically(RESULTS / f"{name}.json", json.dumps(document, indent=2) + "\n")
+    write_atomically(RESULTS / f"{name}.md", markdown)
+    print()
+    print(markdown)
+
+
 def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -262,24 +296,16 @@ def main() -> None:
         for measurement in MEASUREMENTS:
             if measurement in suite:
                 suite[measurement] = combine(suite[measurement]["runs"])
-    found = versions(pg_version)
-    if found.get("commit") != code_at_start:
-        notes.append(f"The code changed during the run: {code_at_start} at the start.")
-    document = {
-        "mode": mode,
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_s": round(time.time() - started, 1),
-        "versions": found,
-        "load_average": loads,
-        "notes": notes,
-        "suites": results,
-    }
-    markdown = render(document)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    write_atomically(RESULTS / "jobs.json", json.dumps(document, indent=2) + "\n")
-    write_atomically(RESULTS / "jobs.md", markdown)
-    print()
-    print(markdown)
+    document = document_of(
+        mode=mode,
+        started=started,
+        pg_version=pg_version,
+        code_at_start=code_at_start,
+        loads=loads,
+        notes=notes,
+        suites=results,
+    )
+    publish("jobs", document, render(document))
 
 
 if __name__ == "__main__":
