@@ -88,7 +88,13 @@ def _move(ride: Ride, new: str, actor: User | None, note: str = "") -> None:
 
 
 def _locked(ride_id: int) -> Ride:
-    ride = Ride.objects.select_for_update().filter(pk=ride_id).first()
+    """The ride, locked, with its rider and driver (which the answer shows) read alongside."""
+    ride = (
+        Ride.objects.select_for_update(of=("self",))
+        .select_related("rider", "driver")
+        .filter(pk=ride_id)
+        .first()
+    )
     if ride is None:
         raise NotFound("No such ride.")
     return ride
@@ -100,6 +106,7 @@ def ride_request(
 ) -> Ride:
     """Request a ride; matching, payment authorisation and the expiry check follow as jobs.
     A promo code is redeemed now (an unusable one is a 400 and nothing is written)."""
+    user = rider.user  # read with the request's token
     # Locked, so that of racing requests (two devices, two keys) one sees the other's ride.
     rider = Rider.objects.select_for_update().get(pk=rider.pk)
     if Ride.objects.filter(
@@ -115,7 +122,7 @@ def ride_request(
         estimated_fare=_estimate(pickup, dropoff),
         currency=settings.FARE_CURRENCY,
     )
-    RideEvent.objects.create(ride=ride, actor=rider.user, new=ride.status)
+    RideEvent.objects.create(ride=ride, actor=user, new=ride.status)
     if promo_code:
         from payments.services import promo_redeem  # payments builds on rides, not the reverse
 
@@ -128,6 +135,7 @@ def ride_request(
 @transaction.atomic
 def ride_accept(*, ride_id: int, driver: Driver) -> Ride:
     """Give a requested ride to an available driver. Of racing drivers exactly one wins."""
+    user = driver.user  # read with the request's token
     driver = Driver.objects.select_for_update().get(pk=driver.pk)
     ride = _locked(ride_id)
     if ride.status != Ride.Status.REQUESTED:
@@ -139,7 +147,7 @@ def ride_accept(*, ride_id: int, driver: Driver) -> Ride:
     if driver.rides.filter(status__in=[Ride.Status.ACCEPTED, Ride.Status.IN_PROGRESS]).exists():
         raise Conflict("Finish your current ride first.", code="driver_busy")
     ride.driver, ride.accepted_at = driver, timezone.now()
-    _move(ride, Ride.Status.ACCEPTED, driver.user)
+    _move(ride, Ride.Status.ACCEPTED, user)
     return ride
 
 
