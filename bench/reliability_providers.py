@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 import requests
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from bench.reliability_faults import Result
@@ -99,10 +99,7 @@ def provider_outage(procs: Processes, cfg) -> Result:
         say("  stand-ins answer again")
         refused = dict(sendgrid.refused)
         jobs = Job.objects.filter(pk__gt=first_job)
-        patience = min(cfg.provider_drain_timeout, cfg.deadline - time.monotonic() - 100)
-        deadline = time.monotonic() + patience
-        while time.monotonic() < deadline and due(jobs).exists():
-            time.sleep(2)
+        drain(jobs, cfg)
         account_providers(result, jobs, answers, riders, stripe, sendgrid, refused)
     finally:
         stripe.stop()
@@ -110,6 +107,22 @@ def provider_outage(procs: Processes, cfg) -> Result:
     result.load = f"{len(riders)} rides requested, accepted, started, completed via the API"
     result.faults = f"Stripe and SendGrid stand-ins 503 for {cfg.provider_outage_seconds}s"
     return result
+
+
+def drain(jobs, cfg) -> None:
+    """Wait until no job is due: `provider_drain_timeout`, and longer while retries are still
+    scheduled (the payments policy backs off for minutes), within the run's time budget."""
+    budget_end = cfg.deadline - 100
+    deadline = min(time.monotonic() + cfg.provider_drain_timeout, budget_end)
+    while due(jobs).exists():
+        if time.monotonic() >= deadline:
+            latest = due(jobs).aggregate(at=Max("next_attempt_at"))["at"]
+            wait = max((latest - timezone.now()).total_seconds(), 0) + 30 if latest else 30
+            if time.monotonic() + wait > budget_end:
+                return
+            say(f"  retries still scheduled: waiting {wait:.0f}s more")
+            deadline = time.monotonic() + wait
+        time.sleep(2)
 
 
 def due(jobs):
