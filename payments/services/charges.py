@@ -51,6 +51,23 @@ def _stripe(payment: Payment, call, source: str, **kwargs) -> dict:
     return result
 
 
+def _intent(ride: Ride, payment: Payment, source: str, *, manual_capture: bool, key: str) -> dict:
+    """A PaymentIntent for `payment` on the rider's saved card: authorised or charged at once."""
+    customer = customer_for(rider=ride.rider)
+    return _stripe(
+        payment,
+        stripe_client.intent_create,
+        source,
+        amount=payment.amount,
+        currency=payment.currency,
+        customer=customer.customer_id,
+        payment_method=customer.payment_method_id,
+        manual_capture=manual_capture,
+        metadata={"ride_id": ride.pk, "payment_id": payment.pk, "kind": payment.kind},
+        key=key,
+    )
+
+
 # --- customers ----------------------------------------------------------------------------------
 def customer_for(*, rider: Rider) -> StripeCustomer:
     """The rider's Stripe customer with a saved test payment method, created once."""
@@ -99,19 +116,7 @@ def payment_authorize(*, ride_id: int, source: str) -> Payment:
         if ride.status == Ride.Status.CANCELLED or amount == 0:
             payment_advance(payment, S.RELEASED, source=source, note="nothing to authorise")
             return payment
-    customer = customer_for(rider=ride.rider)
-    intent = _stripe(
-        payment,
-        stripe_client.intent_create,
-        source,
-        amount=payment.amount,
-        currency=payment.currency,
-        customer=customer.customer_id,
-        payment_method=customer.payment_method_id,
-        manual_capture=True,
-        metadata={"ride_id": ride.pk, "payment_id": payment.pk, "kind": payment.kind},
-        key=f"authorize:{payment.pk}",
-    )
+    intent = _intent(ride, payment, source, manual_capture=True, key=f"authorize:{payment.pk}")
     with transaction.atomic():
         payment = payment_locked(payment.pk)
         if payment.status == S.PENDING:
@@ -180,19 +185,7 @@ def _charge(ride: Ride, kind: str, amount: int, source: str, *, key_prefix: str)
         )
         if payment.status != S.PENDING:
             return payment
-    customer = customer_for(rider=ride.rider)
-    intent = _stripe(
-        payment,
-        stripe_client.intent_create,
-        source,
-        amount=payment.amount,
-        currency=payment.currency,
-        customer=customer.customer_id,
-        payment_method=customer.payment_method_id,
-        manual_capture=False,
-        metadata={"ride_id": ride.pk, "payment_id": payment.pk, "kind": kind},
-        key=f"{key_prefix}:{payment.pk}",
-    )
+    intent = _intent(ride, payment, source, manual_capture=False, key=f"{key_prefix}:{payment.pk}")
     with transaction.atomic():
         payment = payment_locked(payment.pk)
         if payment.status == S.PENDING:
