@@ -2,9 +2,8 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.urls import reverse
-from django.utils.html import format_html
 
+from bimride.admin import job_link
 from bimride.errors import BimRideError
 from notifications import services
 from notifications.models import Notification, Suppression
@@ -30,10 +29,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.display(description="job of the last attempt")
     def job_link(self, obj: Notification):
-        if obj.job_id is None:
-            return "-"
-        url = reverse("admin:jobs_job_change", args=[obj.job_id])
-        return format_html('<a href="{}">#{}</a>', url, obj.job_id)
+        return job_link(obj.job_id)
 
     @admin.action(description="Resend the selected emails (a new job each)")
     def resend(self, request, queryset):

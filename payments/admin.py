@@ -4,6 +4,7 @@ service (as a job), fully by an action or partly from the refund form."""
 from django import forms
 from django.contrib import admin, messages
 
+from bimride.admin import AuditInline
 from bimride.errors import BimRideError
 from payments import services
 from payments.models import (
@@ -19,26 +20,14 @@ from payments.models import (
 )
 
 
-class PaymentEventInline(admin.TabularInline):
+class PaymentEventInline(AuditInline):
     model = PaymentEvent
     fields = ["at", "old", "new", "source", "note"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
-class RefundInline(admin.TabularInline):
+class RefundInline(AuditInline):
     model = Refund
     fields = ["id", "amount", "currency", "status", "reason", "requested_by", "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Payment)

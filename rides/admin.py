@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from bimride.admin import AuditInline
 from rides.models import DailyRideStats, Driver, HeatmapCell, Ride, RideEvent, RideOffer, Rider
 
 
@@ -18,12 +19,9 @@ class DriverAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
 
 
-class RideEventInline(admin.TabularInline):
+class RideEventInline(AuditInline):
     model = RideEvent
     fields = ["at", "actor", "old", "new", "note"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
 
 
 @admin.register(Ride)

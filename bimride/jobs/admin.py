@@ -10,20 +10,15 @@ from django.utils.html import format_html, format_html_join
 from django_q.admin import ScheduleAdmin as QScheduleAdmin  # the page we extend
 from django_q.models import Schedule
 
+from bimride.admin import AuditInline, job_link
 from bimride.errors import BimRideError
 from bimride.jobs import selectors, services
 from bimride.jobs.models import Alert, DeadLetter, Job, JobEvent, ScheduleRun
 
 
-class JobEventInline(admin.TabularInline):
+class JobEventInline(AuditInline):
     model = JobEvent
     fields = ["at", "state", "attempt", "worker", "actor", "error", "note"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Job)
@@ -137,15 +132,11 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.display(description="job")
     def job_link(self, obj: DeadLetter):
-        url = reverse("admin:jobs_job_change", args=[obj.job_id])
-        return format_html('<a href="{}">#{}</a>', url, obj.job_id)
+        return job_link(obj.job_id)
 
     @admin.display(description="retried as")
     def retry_link(self, obj: DeadLetter):
-        if obj.retry_job_id is None:
-            return "-"
-        url = reverse("admin:jobs_job_change", args=[obj.retry_job_id])
-        return format_html('<a href="{}">#{}</a>', url, obj.retry_job_id)
+        return job_link(obj.retry_job_id)
 
     @admin.action(description="Retry the selected dead letters (same payload)")
     def retry(self, request, queryset):
@@ -236,10 +227,7 @@ class ScheduleRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="job")
     def job_link(self, run: ScheduleRun):
-        if run.job_id is None:
-            return "-"
-        url = reverse("admin:jobs_job_change", args=[run.job_id])
-        return format_html('<a href="{}">#{}</a>', url, run.job_id)
+        return job_link(run.job_id)
 
     @admin.display(description="outcome (started → finished)")
     def outcome(self, run: ScheduleRun) -> str:
