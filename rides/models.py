@@ -131,8 +131,20 @@ class RideOffer(models.Model):
         return f"ride {self.ride_id} to driver {self.driver_id}"
 
 
+class LocationPing(models.Model):
+    """A driver's location ping not yet counted in the heatmap (the `bulk` queue folds them)."""
+
+    id = models.BigAutoField(primary_key=True)
+    lat = models.FloatField()
+    lng = models.FloatField()
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"({self.lat}, {self.lng}) at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
 class HeatmapCell(models.Model):
-    """Driver location pings per grid cell and hour, fed by the `bulk` queue."""
+    """Driver location pings per grid cell and hour, folded in by the `bulk` queue."""
 
     cell_lat = models.DecimalField(max_digits=6, decimal_places=2)
     cell_lng = models.DecimalField(max_digits=6, decimal_places=2)

@@ -2,7 +2,7 @@
 the same transaction, so a rollback leaves neither the change nor its jobs."""
 
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -22,7 +22,16 @@ from bimride.errors import (
 )
 from bimride.jobs.enqueue import publish
 from rides import tasks
-from rides.models import DailyRideStats, Driver, HeatmapCell, Ride, RideEvent, RideOffer, Rider
+from rides.models import (
+    DailyRideStats,
+    Driver,
+    HeatmapCell,
+    LocationPing,
+    Ride,
+    RideEvent,
+    RideOffer,
+    Rider,
+)
 
 User = get_user_model()
 HEATMAP_CELL_DEGREES = Decimal("0.01")  # about 1 km
@@ -327,25 +336,38 @@ def driver_set_availability(*, driver: Driver, available: bool) -> Driver:
     return driver
 
 
-@transaction.atomic
 def driver_update_location(*, driver: Driver, lat: float, lng: float) -> None:
-    """Store the driver's position; the heatmap is updated by a job on `bulk`."""
-    now = timezone.now()
-    Driver.objects.filter(pk=driver.pk).update(lat=lat, lng=lng, location_at=now)
-    tasks.record_location.enqueue({"lat": lat, "lng": lng, "at": now.isoformat()})
-
-
-def heatmap_record(*, lat: float, lng: float, at: datetime) -> None:
-    """Count one location ping in its grid cell and hour."""
-    cell = HEATMAP_CELL_DEGREES
-    table = HeatmapCell._meta.db_table
+    """Store the driver's position and keep the ping for the heatmap: one statement, no job
+    per ping (the `bulk` queue folds the kept pings in every minute)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (cell_lat, cell_lng, hour, pings) VALUES (%s, %s, %s, 1)"
-            f" ON CONFLICT (cell_lat, cell_lng, hour) DO UPDATE SET pings = {table}.pings + 1",
-            [
-                (Decimal(str(lat)) / cell).to_integral_value() * cell,
-                (Decimal(str(lng)) / cell).to_integral_value() * cell,
-                at.replace(minute=0, second=0, microsecond=0),
-            ],
+            f"WITH moved AS (UPDATE {Driver._meta.db_table} SET lat = %s, lng = %s,"
+            f" location_at = %s WHERE id = %s RETURNING lat, lng, location_at)"
+            f" INSERT INTO {LocationPing._meta.db_table} (lat, lng, at)"
+            f" SELECT lat, lng, location_at FROM moved",
+            [lat, lng, timezone.now(), driver.pk],
         )
+
+
+def heatmap_fold(*, chunk: int) -> int:
+    """Count up to `chunk` kept location pings in their grid cell and hour, and delete them, in
+    one statement: a ping is counted exactly once, also with two folds at a time. Returns how
+    many were folded."""
+    cell, ping, cells = (
+        HEATMAP_CELL_DEGREES,
+        LocationPing._meta.db_table,
+        HeatmapCell._meta.db_table,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH taken AS (DELETE FROM {ping} WHERE id IN (SELECT id FROM {ping} ORDER BY id"
+            f" LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING lat, lng, at),"
+            f" counted AS (INSERT INTO {cells} (cell_lat, cell_lng, hour, pings)"
+            f" SELECT round(lat::numeric / %s) * %s, round(lng::numeric / %s) * %s,"
+            f" date_trunc('hour', at), count(*) FROM taken GROUP BY 1, 2, 3"
+            f" ON CONFLICT (cell_lat, cell_lng, hour)"
+            f" DO UPDATE SET pings = {cells}.pings + EXCLUDED.pings)"
+            f" SELECT count(*) FROM taken",
+            [chunk, cell, cell, cell, cell],
+        )
+        return cursor.fetchone()[0]

@@ -1,6 +1,6 @@
-"""Ride jobs: matching and expiry on `critical`, location and analytics on `bulk`."""
+"""Ride jobs: matching and expiry on `critical`, heatmap and analytics on `bulk`."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.db import transaction
 from rest_framework import serializers
@@ -12,12 +12,6 @@ from rides import services
 
 class RidePayload(serializers.Serializer):
     ride_id = serializers.IntegerField(min_value=1)
-
-
-class LocationPayload(serializers.Serializer):
-    lat = serializers.FloatField(min_value=-90, max_value=90)
-    lng = serializers.FloatField(min_value=-180, max_value=180)
-    at = serializers.DateTimeField()
 
 
 @job(
@@ -40,12 +34,18 @@ def expire_ride(payload: dict, ctx: JobContext) -> dict:
     return {"expired": services.ride_expire(ride_id=payload["ride_id"]) is not None}
 
 
-@job("rides.record_location", queue="bulk", payload=LocationPayload, timeout=30)
-def record_location(payload: dict, ctx: JobContext) -> dict:
-    """Count a driver's location ping in the heatmap."""
-    at = datetime.fromisoformat(payload["at"])
-    services.heatmap_record(lat=payload["lat"], lng=payload["lng"], at=at)
-    return {}
+FOLD_CHUNK = 10_000
+
+
+@job("rides.fold_location_pings", queue="bulk", timeout=300, atomic=False)
+def fold_location_pings(payload: dict, ctx: JobContext) -> dict:
+    """Count the drivers' location pings in the heatmap, a chunk per statement: each chunk
+    commits on its own, so an interrupted fold leaves the rest for the next one."""
+    total, folded = 0, FOLD_CHUNK
+    while folded == FOLD_CHUNK:
+        folded = services.heatmap_fold(chunk=FOLD_CHUNK)
+        total += folded
+    return {"folded": total}
 
 
 @job(
@@ -84,4 +84,5 @@ def refresh_driver_ranking(payload: dict, ctx: JobContext) -> dict:
     return {"drivers": done}
 
 
+schedule("rides.fold_location_pings", "* * * * *")  # every minute
 schedule("rides.refresh_driver_ranking", "0 * * * *")  # hourly

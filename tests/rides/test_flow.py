@@ -5,8 +5,9 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 
+from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job
-from rides.models import DailyRideStats, HeatmapCell, Ride
+from rides.models import DailyRideStats, HeatmapCell, LocationPing, Ride
 from tests.conftest import client_for, wait_until
 
 PICKUP = {"lat": 52.52, "lng": 13.405}
@@ -96,10 +97,10 @@ def test_location_pings_feed_the_heatmap_through_the_bulk_queue(start_cluster, d
     for lat in (52.5201, 52.5202, 52.5301):
         response = as_driver.post("/api/drivers/me/location", {"lat": lat, "lng": 13.405})
         assert response.status_code == 202
-    wait_until(
-        lambda: sum(HeatmapCell.objects.values_list("pings", flat=True)) == 3,
-        what="three pings counted",
-    )
+    fold = enqueue("rides.fold_location_pings")  # what the every-minute schedule runs
+    wait_until(lambda: Job.objects.get(pk=fold.pk).state == "succeeded", what="the fold")
+    assert Job.objects.get(pk=fold.pk).result == {"folded": 3}
     assert sorted(HeatmapCell.objects.values_list("pings", flat=True)) == [1, 2]
+    assert not LocationPing.objects.exists()
     driver.refresh_from_db()
     assert (driver.lat, driver.lng) == (52.5301, 13.405)

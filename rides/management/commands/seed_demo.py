@@ -25,7 +25,7 @@ class Command(BaseCommand):
             driver = Driver.objects.get(user__username=f"driver{n}@{DOMAIN}")
             if not driver.available:
                 services.driver_set_availability(driver=driver, available=True)
-            if driver.lat is None:  # one location ping (one heatmap job) per new driver
+            if driver.lat is None:  # one location ping per new driver
                 services.driver_update_location(driver=driver, lat=lat, lng=lng)
         summary = f"created {created} demo accounts" if created else "demo accounts already exist"
         self.stdout.write(
