@@ -9,7 +9,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from bimride.jobs import broker, registry
@@ -51,17 +51,35 @@ def enqueue(
         run_at=run_at or (now + delay if delay else now),
         retry_of=retry_of,
     )
-    if idempotency_key:
-        try:
-            with transaction.atomic():
-                job.save(force_insert=True)
-        except IntegrityError:
-            return Job.objects.get(idempotency_key=idempotency_key)
-    else:
-        job.save(force_insert=True)
-    JobEvent.objects.create(job=job, state=Job.State.QUEUED, at=now)
+    if not _insert(job):  # the key exists (or a transaction racing with it committed it)
+        return Job.objects.get(idempotency_key=idempotency_key)
     _push_on_commit(job)
     return job
+
+
+_FIELDS = [field for field in Job._meta.concrete_fields if not field.primary_key]
+_INSERT = (
+    f"WITH created AS (INSERT INTO {Job._meta.db_table}"
+    f" ({', '.join(field.column for field in _FIELDS)})"
+    f" VALUES ({', '.join(['%s'] * len(_FIELDS))})"
+    f" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, created_at)"
+    f" INSERT INTO {JobEvent._meta.db_table} (job_id, state, attempt, at, worker, error, note)"
+    f" SELECT id, %s, 0, created_at, '', '', '' FROM created RETURNING job_id"
+)
+
+
+def _insert(job: Job) -> bool:
+    """Write `job` and its "queued" audit event in one statement; False if its idempotency key
+    is taken (nothing written). A transaction racing with the same key waits for the other to
+    commit or roll back, as a unique index makes it."""
+    values = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT, [*values, Job.State.QUEUED])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    job.pk, job._state.adding, job._state.db = row[0], False, connection.alias
+    return True
 
 
 def _push_on_commit(job: Job) -> None:
