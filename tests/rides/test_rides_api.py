@@ -377,3 +377,28 @@ def test_matching_ranks_equally_placed_drivers_without_failing(rider):
     offers = ride_match(ride_id=ride.pk)
     assert [o.driver_id for o in offers] == sorted(d.pk for d in drivers)
     assert RideOffer.objects.filter(ride=ride).count() == 3
+
+
+@pytest.mark.django_db
+def test_matching_offers_the_best_ranked_free_drivers_by_distance_over_score(rider, settings):
+    from rides.models import Ride
+    from rides.services import distance_km, ride_match
+    from tests.factories import DriverFactory, RideFactory
+
+    settings.MATCH_DRIVERS = 3
+    ride = RideFactory(rider=rider, status=Ride.Status.REQUESTED, pickup_lat=52.52, pickup_lng=13.4)
+    near = DriverFactory(lat=52.521, lng=13.4)  # ~0.1 km
+    east = DriverFactory(lat=52.52, lng=13.49)  # ~6 km, but rated four times as well
+    east.rank_score = 4.0
+    east.save()
+    north = DriverFactory(lat=52.54, lng=13.4)  # ~2.2 km
+    DriverFactory(lat=52.56, lng=13.4)  # ~4.4 km: one too many
+    DriverFactory(lat=52.5205, lng=13.4, available=False)
+    busy = DriverFactory(lat=52.5205, lng=13.4)
+    RideFactory(status=Ride.Status.IN_PROGRESS, driver=busy)
+    DriverFactory(lat=53.2, lng=13.4)  # ~76 km: outside the search box
+
+    offers = ride_match(ride_id=ride.pk)
+
+    assert [o.driver_id for o in offers] == [near.pk, east.pk, north.pk]
+    assert offers[2].distance_km == pytest.approx(distance_km(52.52, 13.4, 52.54, 13.4))
