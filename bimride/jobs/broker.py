@@ -8,6 +8,8 @@ an idle pusher waits on LISTEN (bounded by the next due time) instead of sleepin
 
 import contextlib
 import logging
+import multiprocessing
+import multiprocessing.queues
 import queue
 import time
 import uuid
@@ -16,12 +18,15 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
+from django_q import cluster
 from django_q.brokers.orm import ORM
+from django_q.cluster import Sentinel
 from django_q.conf import Conf
 from django_q.exceptions import TimeoutException
 from django_q.models import OrmQ
 from django_q.queues import Queue as ClusterQueue
 from django_q.signing import SignedPackage
+from django_q.worker import worker
 
 logger = logging.getLogger(__name__)
 
@@ -89,25 +94,86 @@ def _db_error(what: str) -> None:
     time.sleep(1)
 
 
-# --- the cluster's task queue -------------------------------------------------------------------
-# django-q2 hands tasks from its pusher to its worker processes through a multiprocessing queue,
-# whose get() holds the queue's read lock while it waits for the next task. A worker killed
-# while idle died holding that lock, and no other worker of the cluster ever got a task again.
-# Here a worker waits for a task holding no lock and takes the lock only to read one.
-_locked_get = ClusterQueue.get
+# --- the cluster's shared state, robust to SIGKILLed workers ----------------------------------
+# django-q2's processes share locks; a worker killed while holding one took its cluster down:
+# - the task queue's read lock: get() held it while waiting for the next task, so a worker killed
+#   while idle left no other worker able to take one. Here a worker waits holding no lock and
+#   takes the lock only to read a task.
+# - the queues' size counters, locked on every put and get (by the pusher and the workers) and
+#   read by the guard: a worker killed in get() hung the pusher and the guard. On Linux the
+#   queues' own semaphores count their tasks, without a lock, so the counters go unused.
+# - each worker's timer, locked by the worker after each task and by the guard every cycle: a
+#   worker killed in that block hung the guard, which then replaced no dead worker again.
+#   Here the guard gives up waiting for a dead worker's timer lock (nobody else uses it).
+_StdQueue = multiprocessing.queues.Queue
+ClusterQueue.put, ClusterQueue.qsize, ClusterQueue.empty = (
+    _StdQueue.put,
+    _StdQueue.qsize,
+    _StdQueue.empty,
+)
 _TAKE_WAIT = 0.01  # seconds a worker holds the lock when another took the task it saw
 
 
 def _get_waiting_unlocked(self, block=True, timeout=None):
     if not block or timeout is not None:
-        return _locked_get(self, block, timeout)
+        return _StdQueue.get(self, block, timeout)
     while True:
         self._reader.poll(None)  # until a task is in the pipe
         with contextlib.suppress(queue.Empty):  # another worker took it first
-            return _locked_get(self, True, _TAKE_WAIT)
+            return _StdQueue.get(self, True, _TAKE_WAIT)
 
 
 ClusterQueue.get = _get_waiting_unlocked
+
+
+class WorkerTimer:
+    """A worker's timer: the seconds left of its task (-1 idle), set by the worker and counted
+    down by the cluster's guard under its lock, as django-q2's `Value` is; but once the worker
+    is dead, the guard does not wait for the lock (the worker may have died holding it)."""
+
+    def __init__(self, typecode: str, value: float):
+        context = multiprocessing.get_context()
+        self._value, self._lock = context.RawValue(typecode, value), context.RLock()
+        self.process = None  # the worker, known to the guard's process once started
+        self._held = []
+
+    def get_lock(self):
+        return self
+
+    def __enter__(self):
+        while not self._lock.acquire(timeout=1.0):
+            if self.process is not None and not self.process.is_alive():
+                self._held.append(False)
+                return self
+        self._held.append(True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._held.pop():
+            self._lock.release()
+
+    @property
+    def value(self) -> float:
+        with self:
+            return self._value.value
+
+    @value.setter
+    def value(self, value: float) -> None:
+        with self:
+            self._value.value = value
+
+
+_spawn_process = Sentinel.spawn_process
+
+
+def _spawn_process_with_timer(self, target, *args):
+    process = _spawn_process(self, target, *args)
+    if target is worker:
+        args[2].process = process
+    return process
+
+
+cluster.Value, Sentinel.spawn_process = WorkerTimer, _spawn_process_with_timer
 
 
 class PostgresBroker(ORM):
