@@ -30,9 +30,7 @@ import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 import django
 from django.conf import settings
@@ -58,7 +56,6 @@ SIZES = {
 TOTAL = {"full": 480.0, "quick": 150.0}  # seconds for all rounds; setup comes on top
 MIN_RATE = 300  # jobs/s: a drain gets max(DRAIN_CAP, backlog / MIN_RATE) seconds
 POLL = 0.25  # seconds between checks whether a drain is done
-PUSH_BATCH = 10_000  # broker rows written per statement
 SPAN = 0.1  # share of a backlog whose rate is reported at its start and at its end
 
 
@@ -137,43 +134,26 @@ def seed_history(n: int) -> None:
 
 
 _BACKLOG = """
-WITH jobs AS (
+rows AS (
     INSERT INTO jobs_job (name, queue, payload, state, attempts, max_attempts, timeout,
-        trace_id, subject, created_at, run_at, worker, last_error)
+        trace_id, subject, created_at, run_at, dispatched_at, worker, last_error)
     SELECT %(name)s, %(queue)s, jsonb_build_object('n', g - 1), 'queued', 0, %(max_attempts)s,
-        %(timeout)s, '', '', t, t, '', ''
+        %(timeout)s, '', '', t, t, t, '', ''
     FROM (SELECT g, clock_timestamp() AS t FROM generate_series(1, %(n)s) AS g) AS s
-    RETURNING id, created_at, run_at
+    RETURNING id, queue, name, timeout, run_at, created_at
 ), events AS (
     INSERT INTO jobs_jobevent (job_id, state, attempt, at, worker, error, note)
-    SELECT id, 'queued', 0, created_at, '', '', '' FROM jobs
+    SELECT id, 'queued', 0, created_at, '', '', '' FROM rows
 )
-SELECT id, run_at FROM jobs ORDER BY id
 """
 
 
-class Stored(NamedTuple):
-    """What the broker's `push()` reads of a Job row."""
-
-    pk: int
-    run_at: datetime
-    name: str
-    queue: str
-    timeout: int
-
-
 def seed_backlog(n: int) -> int:
-    """Write `n` due jobs as `enqueue()` does (the job row and its queued event) and hand them
-    to the broker with its own `push()`, as their commit would, in batches. Returns the first
-    job's id."""
+    """Write `n` due jobs as `enqueue()` does (the job row, its queued event and its broker row,
+    with the broker's own SQL), in one statement. Returns the first job's id."""
     from bimride.jobs import broker
 
-    fields = job_fields()
-    same = (fields["name"], fields["queue"], fields["timeout"])
-    jobs = [Stored(pk, run_at, *same) for pk, run_at in sql(_BACKLOG, {**fields, "n": n})]
-    for start in range(0, n, PUSH_BATCH):
-        broker.push(jobs[start : start + PUSH_BATCH])
-    return jobs[0].pk
+    return min(job_id for job_id, _ in sql(broker.pushing(_BACKLOG), {**job_fields(), "n": n}))
 
 
 _JOB_SHAPE = (
@@ -191,10 +171,12 @@ def stored_shape() -> dict:
     """The rows of the one job stored, without what differs from job to job (ids, times)."""
     from django_q.signing import SignedPackage
 
+    from bimride.jobs.broker import task_payload
+
     (job_id,) = sql("SELECT id FROM jobs_job")[0]
     pushed = []
     for key, due, payload in sql(_BROKER_SHAPE):
-        task = SignedPackage.loads(payload)
+        task = SignedPackage.loads(task_payload(payload))
         task["name"] = task["name"].replace(f"#{job_id}", "#<id>")
         task["args"] = tuple("<id>" if arg == job_id else arg for arg in task["args"])
         pushed.append((key, due, {k: v for k, v in task.items() if k not in ("id", "started")}))

@@ -106,14 +106,12 @@ def idle_batch(system, n: int, wait: float) -> dict:
         time.sleep(GAP)
     wait_for(lambda: len(system.delays(batch, "pickup")) >= n, wait)
     ms = [d * 1000 for d in system.delays(batch, "pickup")]
-    legs = system.breakdown(batch) if hasattr(system, "breakdown") else {}
     return {
         "p50_ms": percentile(ms, 50),
         "p95_ms": percentile(ms, 95),
         "p99_ms": percentile(ms, 99),
         "n": len(ms),
         "sent": n,
-        **legs,
     }
 
 

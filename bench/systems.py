@@ -123,23 +123,6 @@ class Ours:
         )
         return [float(row[0]) for row in rows]
 
-    def breakdown(self, batch: int) -> dict[str, float]:
-        """Medians of the two legs of pickup: enqueue to pushed (commit, then the push), and
-        pushed to started (NOTIFY, dequeue, hand-over to a worker, claim)."""
-        rows = sql(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY dispatched_at - created_at),"
-            " percentile_cont(0.5) WITHIN GROUP (ORDER BY started_at - dispatched_at)"
-            " FROM jobs_job WHERE id > %s AND state = 'succeeded'",
-            [batch],
-        )
-        pushed, started = rows[0]
-        if pushed is None:
-            return {}
-        return {
-            "to_pushed_p50_ms": pushed.total_seconds() * 1000,
-            "pushed_to_start_p50_ms": started.total_seconds() * 1000,
-        }
-
 
 class PlainQ2:
     """Plain django-q2: async_task() of a plain function into the stock ORM broker."""

@@ -1,12 +1,14 @@
 """The one module that talks to django-q2. It carries job ids, nothing else.
 
-`push()` writes a django-q2 ORM-broker row for a job, invisible until the job is due (its `lock`
-is the due time), and wakes idle pushers with NOTIFY. `PostgresBroker` is the broker the
+A job's django-q2 ORM-broker row is written by the statement that writes the job (`pushing`),
+so it commits with it; it is invisible until the job is due (its `lock` is the due time), and a
+NOTIFY at commit wakes the queue's idle pushers. `PostgresBroker` is the broker the
 `qcluster` processes pull with: one statement claims a batch with SKIP LOCKED in due order, and
 an idle pusher waits on LISTEN (bounded by the next due time) instead of sleeping a poll interval.
 """
 
 import contextlib
+import json
 import logging
 import multiprocessing
 import multiprocessing.queues
@@ -54,37 +56,47 @@ def _package(job_id: int, name: str, timeout: int) -> str:
     return SignedPackage.dumps(task)
 
 
-def push(jobs) -> None:
-    """Hand `jobs` (Job rows) to their queues, each due at its `run_at`, mark them dispatched and
-    wake the queues' idle pushers: one statement, however many jobs.
+def task_payload(payload: str) -> str:
+    """The django-q2 task package of a broker row. A job's row holds only the job (JSON, written
+    in SQL by `pushing`); the package is made when a pusher takes it. Other rows (django-q2's
+    own, such as the scheduler's) hold a package already."""
+    if not payload.startswith("{"):
+        return payload
+    job = json.loads(payload)
+    return _package(job["job"], job["name"], job["timeout"])
 
-    Only jobs whose row exists are pushed (not one whose savepoint was rolled back). Inside a
-    transaction (a retry being scheduled) it all commits with it; after a commit (new jobs) it
-    is one autocommit statement that commits asynchronously: a push lost to a database crash is
-    what the relay repairs.
-    """
+
+OrmQ.task = property(lambda row: SignedPackage.loads(task_payload(row.payload)))
+
+
+def pushing(rows: str) -> str:
+    """A statement that runs the CTEs `rows` (one named `rows`, yielding jobs' id, queue, name,
+    timeout and run_at) and pushes every job it yields: a broker row each, invisible until the
+    job is due (its `lock`), and a NOTIFY to its queue, sent at commit (once per queue). It
+    answers a row per job pushed, the job's id first, and takes the parameters of `rows`."""
+    return (
+        f"WITH {rows}, pushed AS (INSERT INTO {QUEUE_TABLE} (key, payload, lock)"
+        f" SELECT queue, json_build_object('job', id, 'name', name, 'timeout', timeout)::text,"
+        f" run_at FROM rows)"
+        f" SELECT id, pg_notify('{channel('')}' || queue, '') FROM rows"
+    )
+
+
+def push(jobs) -> None:
+    """Push `jobs` (Job rows whose state is committed or in this transaction) again: mark them
+    dispatched and hand them to their queues, in one statement however many. For the relay,
+    retries and early deliveries; a new job is pushed by the statement that creates it."""
     from bimride.jobs.models import Job
 
     if not jobs:
         return
-    asynchronous = (
-        "" if connection.in_atomic_block else ", set_config('synchronous_commit', 'off', true)"
-    )
-    ids = [job.pk for job in jobs]
-    queues = [job.queue for job in jobs]
-    packages = [_package(job.pk, job.name, job.timeout) for job in jobs]
-    due = [job.run_at for job in jobs]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH marked AS (UPDATE {Job._meta.db_table} SET dispatched_at = now()"
-            f" WHERE id = ANY(%s::bigint[]) RETURNING id),"
-            f" pushed AS (INSERT INTO {QUEUE_TABLE} (key, payload, lock)"
-            f" SELECT v.queue, v.payload, v.run_at FROM unnest(%s::bigint[], %s::varchar[],"
-            f" %s::text[], %s::timestamptz[]) AS v(id, queue, payload, run_at)"
-            f" JOIN marked USING (id) RETURNING key)"
-            f" SELECT pg_notify(%s || key, ''){asynchronous}"
-            f" FROM (SELECT DISTINCT key FROM pushed) AS queues",
-            [ids, ids, queues, packages, due, channel("")],
+            pushing(
+                f"rows AS (UPDATE {Job._meta.db_table} SET dispatched_at = now()"
+                f" WHERE id = ANY(%s::bigint[]) RETURNING id, queue, name, timeout, run_at)"
+            ),
+            [[job.pk for job in jobs]],
         )
 
 
@@ -194,7 +206,7 @@ class PostgresBroker(ORM):
                     f" ORDER BY lock LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, payload",
                     [Conf.RETRY, self.list_key, Conf.BULK],
                 )
-                tasks = cursor.fetchall()
+                tasks = [(row_id, task_payload(payload)) for row_id, payload in cursor.fetchall()]
             if tasks:
                 return tasks
             self._wait()
@@ -305,7 +317,7 @@ def release_stalled(*, after: float, waiting_states: tuple[str, ...]) -> list[in
         rows = cursor.fetchall()
     by_job = {}
     for row_id, payload in rows:
-        task = SignedPackage.loads(payload)
+        task = SignedPackage.loads(task_payload(payload))
         if task.get("func") == RUN_JOB:
             by_job[task["args"][0]] = row_id
     # A deferred job's row is also in the future (at its due time): only jobs long due count.

@@ -1,15 +1,12 @@
-"""Enqueueing: the Job row is written in the caller's transaction and pushed after it commits,
-all of a transaction's jobs in one statement.
-
-A rollback leaves no job. A process that dies between the commit and the push leaves a job
-with no `dispatched_at`, which the relay pushes within a minute.
+"""Enqueueing: one statement writes the job, its audit event and its broker row, in the caller's
+transaction. The job is pushed when, and only if, that transaction commits (a NOTIFY then wakes
+its queue); a rollback leaves no trace of it.
 """
 
 import logging
-import threading
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from bimride.jobs import broker, registry
@@ -17,7 +14,6 @@ from bimride.jobs.models import Job, JobEvent
 from bimride.tracing import current_trace_id
 
 logger = logging.getLogger(__name__)
-_unpushed = threading.local()  # this thread's jobs enqueued but not pushed yet
 
 
 def enqueue(
@@ -49,29 +45,29 @@ def enqueue(
         subject=job_type.subject_of(data),
         created_at=now,
         run_at=run_at or (now + delay if delay else now),
+        dispatched_at=now,
         retry_of=retry_of,
     )
     if not _insert(job):  # the key exists (or a transaction racing with it committed it)
         return Job.objects.get(idempotency_key=idempotency_key)
-    _push_on_commit(job)
     return job
 
 
 _FIELDS = [field for field in Job._meta.concrete_fields if not field.primary_key]
-_INSERT = (
-    f"WITH created AS (INSERT INTO {Job._meta.db_table}"
-    f" ({', '.join(field.column for field in _FIELDS)})"
-    f" VALUES ({', '.join(['%s'] * len(_FIELDS))})"
-    f" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, created_at)"
-    f" INSERT INTO {JobEvent._meta.db_table} (job_id, state, attempt, at, worker, error, note)"
-    f" SELECT id, %s, 0, created_at, '', '', '' FROM created RETURNING job_id"
+_INSERT = broker.pushing(
+    f"rows AS (INSERT INTO {Job._meta.db_table} ({', '.join(f.column for f in _FIELDS)})"
+    f" VALUES ({', '.join(['%s'] * len(_FIELDS))}) ON CONFLICT (idempotency_key) DO NOTHING"
+    f" RETURNING id, queue, name, timeout, run_at, created_at),"
+    f" audit AS (INSERT INTO {JobEvent._meta.db_table}"
+    f" (job_id, state, attempt, at, worker, error, note)"
+    f" SELECT id, %s, 0, created_at, '', '', '' FROM rows)"
 )
 
 
 def _insert(job: Job) -> bool:
-    """Write `job` and its "queued" audit event in one statement; False if its idempotency key
-    is taken (nothing written). A transaction racing with the same key waits for the other to
-    commit or roll back, as a unique index makes it."""
+    """Write `job`, its "queued" audit event and its broker row in one statement; False if its
+    idempotency key is taken (nothing written). A transaction racing with the same key waits
+    for the other to commit or roll back, as a unique index makes it."""
     values = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _FIELDS]
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, [*values, Job.State.QUEUED])
@@ -82,23 +78,8 @@ def _insert(job: Job) -> bool:
     return True
 
 
-def _push_on_commit(job: Job) -> None:
-    """Push `job` when the transaction commits, together with the other jobs it enqueued: one
-    statement for all. Each job registers the push, so it survives a savepoint rolled back with
-    another job; the first push to run takes every pending job, the others find none."""
-    _unpushed.jobs = pending = getattr(_unpushed, "jobs", [])
-    pending.append(job)
-
-    def push_committed_jobs() -> None:  # a named function: Django logs a failed robust callback
-        jobs = pending[:]
-        pending.clear()
-        broker.push(jobs)
-
-    transaction.on_commit(push_committed_jobs, robust=True)
-
-
 def dispatch(job: Job) -> None:
-    """Push one job to its queue now (the relay; a retry, inside its transaction)."""
+    """Push one job to its queue again (the relay; a retry, inside its transaction)."""
     broker.push([job])
 
 

@@ -1,5 +1,6 @@
-"""The outbox relay: push jobs that were committed but never pushed, rescue orphans, and free
-jobs that a dead cluster had taken from the broker but never started."""
+"""The relay: push again jobs whose broker row is missing (a purged queue, an older release that
+pushed after the commit), rescue orphans, and free jobs that a dead cluster had taken from the
+broker but never started."""
 
 import logging
 

@@ -1,8 +1,9 @@
-"""Enqueueing: validated payloads, the ledger row in the caller's transaction, push on commit."""
+"""Enqueueing: validated payloads, the ledger and broker rows in the caller's transaction."""
 
 import threading
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -40,21 +41,31 @@ def test_an_unknown_job_name_is_refused():
         enqueue("tests.no_such_job", {"n": 1})
 
 
-@pytest.mark.django_db
-def test_the_push_happens_on_commit_and_marks_the_job_dispatched(
-    django_capture_on_commit_callbacks,
-):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        job = enqueue(JOB, {"n": 1})
-    assert OrmQ.objects.count() == 0 and job.dispatched_at is None
-    assert len(callbacks) == 1
+def other_connection() -> psycopg.Connection:
+    """A second connection to the test database, as a pusher has."""
+    params = connection.get_connection_params()
+    return psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
 
-    callbacks[0]()
 
+@pytest.mark.django_db(transaction=True)
+def test_a_job_is_written_and_pushed_in_one_statement_seen_by_pushers_at_commit():
+    with other_connection() as pusher:
+        pusher.autocommit = True
+        pusher.execute('LISTEN "bimride_jobs_default"')
+        with CaptureQueriesContext(connection) as queries, transaction.atomic():
+            job = enqueue(JOB, {"n": 1})
+            assert len(queries) == 2  # BEGIN, then the one statement
+            assert pusher.execute("SELECT count(*) FROM django_q_ormq").fetchone() == (0,)
+            assert list(pusher.notifies(timeout=0.2, stop_after=1)) == []
+        assert len(queries) == 3  # and COMMIT: nothing after it
+        assert pusher.execute("SELECT count(*) FROM django_q_ormq").fetchone() == (1,)
+        assert [n.channel for n in pusher.notifies(timeout=5, stop_after=1)] == [
+            "bimride_jobs_default"
+        ]
     job.refresh_from_db()
-    assert job.dispatched_at is not None
+    assert job.dispatched_at == job.created_at
     row = OrmQ.objects.get()
-    assert row.key == "default" and row.task["args"] == (job.pk,)
+    assert (row.key, row.lock, row.task["args"]) == ("default", job.run_at, (job.pk,))
     assert list(job.events.values_list("state", flat=True)) == ["queued"]
 
 
@@ -67,21 +78,16 @@ def test_a_rollback_leaves_no_job_and_no_push():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_transactions_jobs_are_pushed_together_except_a_rolled_back_savepoints():
-    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+def test_a_transactions_jobs_are_pushed_except_a_rolled_back_savepoints():
+    with transaction.atomic():
         first = enqueue(JOB, {"n": 1})
         with pytest.raises(RuntimeError), transaction.atomic():
             enqueue(JOB, {"n": 2})
             raise RuntimeError("this part failed")
         second = enqueue("tests.effect_bulk", {"n": 3})
-    pushes = [q for q in queries.captured_queries if "INSERT INTO django_q_ormq" in q["sql"]]
-    assert len(pushes) == 1  # one statement for the whole transaction
     rows = {row.task["args"][0]: row.key for row in OrmQ.objects.all()}
     assert rows == {first.pk: "default", second.pk: "bulk"}
-    assert Job.objects.filter(dispatched_at__isnull=False).count() == 2
-    with transaction.atomic():  # the next transaction pushes only its own job
-        third = enqueue(JOB, {"n": 4})
-    assert OrmQ.objects.count() == 3 and third.pk in {r.task["args"][0] for r in OrmQ.objects.all()}
+    assert set(Job.objects.values_list("pk", flat=True)) == {first.pk, second.pk}
 
 
 @pytest.mark.django_db(transaction=True)
