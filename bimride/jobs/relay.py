@@ -28,9 +28,7 @@ def relay() -> dict:
     for kind, jobs in (("undispatched", undispatched), ("orphaned", orphans)):
         counts[kind] = 0
         for job in jobs.order_by("id").iterator(chunk_size=500):
-            if kind == "orphaned":
-                job.run_at = now
-            dispatch(job)
+            dispatch(job)  # due at once: its due time is past
             counts[kind] += 1
     counts["stalled"] = len(
         broker.release_stalled(
