@@ -134,7 +134,6 @@ class RideOffer(models.Model):
 class LocationPing(models.Model):
     """A driver's location ping not yet counted in the heatmap (the `bulk` queue folds them)."""
 
-    id = models.BigAutoField(primary_key=True)
     lat = models.FloatField()
     lng = models.FloatField()
     at = models.DateTimeField()
