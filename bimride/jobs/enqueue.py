@@ -3,6 +3,7 @@ transaction. The job is pushed when, and only if, that transaction commits (a NO
 its queue); a rollback leaves no trace of it.
 """
 
+import functools
 import logging
 from datetime import datetime, timedelta
 
@@ -31,50 +32,68 @@ def enqueue(
     With an `idempotency_key` that exists, returns the existing job instead, also when two
     transactions race with the same key.
     """
+    job = _build(name, payload, idempotency_key=idempotency_key, retry_of=retry_of)
+    if run_at or delay:
+        job.run_at = run_at or job.created_at + delay
+    if not _insert([job]):  # the key exists (or a transaction racing with it committed it)
+        return Job.objects.get(idempotency_key=idempotency_key)
+    return job
+
+
+def _build(name: str, payload: dict | None, **fields) -> Job:
+    """Job `name` due now, unsaved; JobPayloadError for a payload that does not fit."""
     job_type = registry.get(name)
     data = job_type.validate(payload if payload is not None else {})
     now = timezone.now()
-    job = Job(
+    return Job(
         name=name,
         queue=job_type.queue,
         payload=data,
         max_attempts=job_type.retry.max_attempts,
         timeout=job_type.timeout,
-        idempotency_key=idempotency_key,
         trace_id=current_trace_id(),
         subject=job_type.subject_of(data),
         created_at=now,
-        run_at=run_at or (now + delay if delay else now),
+        run_at=now,
         dispatched_at=now,
-        retry_of=retry_of,
+        **fields,
     )
-    if not _insert(job):  # the key exists (or a transaction racing with it committed it)
-        return Job.objects.get(idempotency_key=idempotency_key)
-    return job
 
 
 _FIELDS = [field for field in Job._meta.concrete_fields if not field.primary_key]
-_INSERT = broker.pushing(
-    f"rows AS (INSERT INTO {Job._meta.db_table} ({', '.join(f.column for f in _FIELDS)})"
-    f" VALUES ({', '.join(['%s'] * len(_FIELDS))}) ON CONFLICT (idempotency_key) DO NOTHING"
-    f" RETURNING id, queue, name, timeout, run_at, created_at),"
-    f" audit AS (INSERT INTO {JobEvent._meta.db_table}"
-    f" (job_id, state, attempt, at, worker, error, note)"
-    f" SELECT id, %s, 0, created_at, '', '', '' FROM rows)"
-)
 
 
-def _insert(job: Job) -> bool:
-    """Write `job`, its "queued" audit event and its broker row in one statement; False if its
-    idempotency key is taken (nothing written). A transaction racing with the same key waits
-    for the other to commit or roll back, as a unique index makes it."""
-    values = [field.get_db_prep_save(field.pre_save(job, True), connection) for field in _FIELDS]
+@functools.cache
+def _insert_statement(count: int) -> str:
+    """Insert `count` jobs, their "queued" audit events and their broker rows."""
+    row = f"({', '.join(['%s'] * len(_FIELDS))})"
+    return broker.pushing(
+        f"rows AS (INSERT INTO {Job._meta.db_table} ({', '.join(f.column for f in _FIELDS)})"
+        f" VALUES {', '.join([row] * count)} ON CONFLICT (idempotency_key) DO NOTHING"
+        f" RETURNING id, queue, name, timeout, run_at, created_at),"
+        f" audit AS (INSERT INTO {JobEvent._meta.db_table}"
+        f" (job_id, state, attempt, at, worker, error, note)"
+        f" SELECT id, %s, 0, created_at, '', '', '' FROM rows)"
+    )
+
+
+def _insert(jobs: list[Job]) -> bool:
+    """Write `jobs`, their "queued" audit events and their broker rows in one statement. A job
+    with an idempotency key goes alone: False then means the key is taken (nothing written). A
+    transaction racing with the same key waits for the other to commit or roll back, as a
+    unique index makes it."""
+    values = [
+        field.get_db_prep_save(field.pre_save(job, True), connection)
+        for job in jobs
+        for field in _FIELDS
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT, [*values, Job.State.QUEUED])
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute(_insert_statement(len(jobs)), [*values, Job.State.QUEUED])
+        ids = [row[0] for row in cursor.fetchall()]
+    if len(ids) < len(jobs):
         return False
-    job.pk, job._state.adding, job._state.db = row[0], False, connection.alias
+    for job, pk in zip(jobs, ids, strict=True):  # in the order of VALUES, as bulk_create relies
+        job.pk, job._state.adding, job._state.db = pk, False, connection.alias
     return True
 
 
@@ -85,4 +104,7 @@ def dispatch(job: Job) -> None:
 
 def publish(event: str, **payload) -> list[Job]:
     """Enqueue one job per subscriber of `event`; each retries and dead-letters on its own."""
-    return [enqueue(job_type.name, payload) for job_type in registry.subscribers(event)]
+    jobs = [_build(job_type.name, payload) for job_type in registry.subscribers(event)]
+    if jobs:
+        _insert(jobs)  # one statement for them all
+    return jobs

@@ -138,8 +138,10 @@ def test_an_event_without_subscribers_enqueues_nothing():
 
 
 @pytest.mark.django_db
-def test_publish_enqueues_one_job_per_subscriber():
-    jobs = publish("ride.completed", ride_id=7)
+def test_publish_enqueues_one_job_per_subscriber_in_one_statement():
+    with CaptureQueriesContext(connection) as queries:
+        jobs = publish("ride.completed", ride_id=7)
+    assert len(queries) == 1
     assert sorted(j.name for j in jobs) == [
         "notifications.send_receipt",
         "payments.capture_payment",
@@ -147,3 +149,9 @@ def test_publish_enqueues_one_job_per_subscriber():
     ]
     assert {j.subject for j in jobs} == {"ride:7"}
     assert {j.queue for j in jobs} == {"critical", "default", "bulk"}
+    # Each returned job is the row written for it, with its audit event and its broker row.
+    stored = {job.pk: (job.name, job.queue) for job in Job.objects.all()}
+    assert stored == {job.pk: (job.name, job.queue) for job in jobs}
+    assert JobEvent.objects.filter(job__in=jobs, state="queued").count() == 3
+    pushed = {row.task["args"][0]: row.key for row in OrmQ.objects.all()}
+    assert pushed == {job.pk: job.queue for job in jobs}
