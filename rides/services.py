@@ -162,8 +162,12 @@ def ride_accept(*, ride_id: int, driver: Driver) -> Ride:
 
 
 def _own_ride(ride_id: int, driver: Driver) -> Ride:
+    """The ride, locked, if `driver` drives it; NotFound if they cannot see it (they were not
+    offered it either), PermissionDenied if they can."""
     ride = _locked(ride_id)
     if ride.driver_id != driver.pk:
+        if not ride.offers.filter(driver=driver).exists():
+            raise NotFound("No such ride.")  # others' rides do not exist
         raise PermissionDenied("Only the ride's driver can do this.")
     return ride
 

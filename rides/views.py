@@ -10,7 +10,6 @@ from rest_framework.views import APIView
 
 from bimride.api import idempotent
 from rides import selectors, services
-from rides.models import Ride
 from rides.permissions import IsDriver, IsRider
 from rides.serializers import (
     AccountSerializer,
@@ -98,22 +97,13 @@ class RideAcceptView(APIView):
         return Response(RideSerializer(ride).data)
 
 
-def _with_parties(ride: Ride, seen: Ride) -> Ride:
-    """`ride` with the rider and driver already loaded with `seen` (the same ride, read by the
-    selector), so that serializing it costs no query for them. Only after a transition that
-    changes neither, such as start and complete (the service checked the driver)."""
-    ride.rider, ride.driver = seen.rider, seen.driver
-    return ride
-
-
 class RideStartView(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
 
     @extend_schema(request=None, responses=RideSerializer)
     def post(self, request: Request, ride_id: int) -> Response:
-        seen = selectors.ride_get_for(user=request.user, ride_id=ride_id)
         ride = services.ride_start(ride_id=ride_id, driver=request.user.driver)
-        return Response(RideSerializer(_with_parties(ride, seen)).data)
+        return Response(RideSerializer(ride).data)
 
 
 class RideCompleteView(APIView):
@@ -123,11 +113,10 @@ class RideCompleteView(APIView):
     def post(self, request: Request, ride_id: int) -> Response:
         serializer = RideCompleteInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        seen = selectors.ride_get_for(user=request.user, ride_id=ride_id)
         ride = services.ride_complete(
             ride_id=ride_id, driver=request.user.driver, **serializer.validated_data
         )
-        return Response(RideSerializer(_with_parties(ride, seen)).data)
+        return Response(RideSerializer(ride).data)
 
 
 class RideCancelView(APIView):
