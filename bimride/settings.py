@@ -105,6 +105,14 @@ DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{o
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", 600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+# Parameters bound by the server, and a statement run twice on a connection is prepared: the
+# ORM's statements repeat, so PostgreSQL parses and plans each once per connection instead of
+# per call. DB_PREPARE_THRESHOLD=0 turns preparing off (behind a transaction-mode pooler).
+if env.int("DB_PREPARE_THRESHOLD", 2):
+    DATABASES["default"]["OPTIONS"] |= {
+        "server_side_binding": True,
+        "prepare_threshold": env.int("DB_PREPARE_THRESHOLD", 2),
+    }
 # Worker processes commit asynchronously: if PostgreSQL itself crashes, the last fraction of a
 # second of job bookkeeping rolls back together with the effects it recorded, and those jobs
 # run again (at least once; external calls carry idempotency keys). What requests commit stays

@@ -6,6 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.db import connection
+
+from rides.models import Ride
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -59,3 +64,15 @@ def test_production_settings_pass_the_deployment_checks():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_a_statement_run_again_on_a_connection_is_prepared_once():
+    def prepared() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return [row[0] for row in cursor.fetchall() if "rides_ride" in row[0]]
+
+    for ride_id in (1, 2, 3):
+        list(Ride.objects.filter(pk=ride_id))
+    assert len(prepared()) == 1  # parameters bound by the server: one statement, three calls
