@@ -1,9 +1,10 @@
 """BimRide's settings with plain django-q2: the stock ORM broker, for the benchmark's baseline.
 
 BENCH_PLAIN_PROFILE picks the configuration: `defaults` (django-q2's and Django's defaults:
-CONN_MAX_AGE 0, save_limit 250, bulk 1, poll 0.2, recycle 500, INFO logs) or `best` (the best
-measured in /work/shared/DJANGO-Q2-NOTES.md: CONN_MAX_AGE 600, bulk 10, save_limit -1,
-recycle high, django-q2 logging at WARNING).
+CONN_MAX_AGE 0, parameters bound by the client, save_limit 250, bulk 1, poll 0.2, recycle 500,
+INFO logs) or `best` (the best measured in /work/shared/DJANGO-Q2-NOTES.md, with BimRide's
+prepared statements: CONN_MAX_AGE 600, bulk 10, save_limit -1, recycle high, django-q2
+logging at WARNING).
 """
 
 import os
@@ -25,6 +26,8 @@ Q_CLUSTER = {"name": "default", "orm": "default", "workers": 2, "label": "Django
 # applies when no handler exists, and the project's root handler does: set the level here.
 if PROFILE == "defaults":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    for option in ("server_side_binding", "prepare_threshold"):  # Django binds on the client
+        DATABASES["default"]["OPTIONS"].pop(option, None)
     LOGGING["loggers"]["django-q"] = {"level": "INFO", "propagate": True}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = 600
