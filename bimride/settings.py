@@ -108,10 +108,11 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 # Parameters bound by the server, and a statement run twice on a connection is prepared: the
 # ORM's statements repeat, so PostgreSQL parses and plans each once per connection instead of
 # per call. DB_PREPARE_THRESHOLD=0 turns preparing off (behind a transaction-mode pooler).
-if env.int("DB_PREPARE_THRESHOLD", 2):
+_PREPARE_THRESHOLD = env.int("DB_PREPARE_THRESHOLD", 2)
+if _PREPARE_THRESHOLD:
     DATABASES["default"]["OPTIONS"] |= {
         "server_side_binding": True,
-        "prepare_threshold": env.int("DB_PREPARE_THRESHOLD", 2),
+        "prepare_threshold": _PREPARE_THRESHOLD,
     }
 # Worker processes commit asynchronously: if PostgreSQL itself crashes, the last fraction of a
 # second of job bookkeeping rolls back together with the effects it recorded, and those jobs

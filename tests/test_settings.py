@@ -1,4 +1,5 @@
-"""Production settings: fail fast on missing variables, pass `check --deploy` when complete."""
+"""Settings: production fails fast on missing variables and passes `check --deploy` when
+complete; the database connection prepares the statements it runs again."""
 
 import os
 import secrets
