@@ -149,8 +149,7 @@ def ride_accept(*, ride_id: int, driver: Driver) -> Ride:
     driver = Driver.objects.select_for_update().get(pk=driver.pk)
     ride = _locked(ride_id)
     if ride.status != Ride.Status.REQUESTED:
-        if ride.driver_id != driver.pk and not ride.offers.filter(driver=driver).exists():
-            raise NotFound("No such ride.")  # others' rides do not exist
+        _check_visible(ride, driver)
         raise InvalidTransition(ride.status, Ride.Status.ACCEPTED)
     if not driver.available:
         raise Conflict("Set yourself available before accepting rides.", code="driver_unavailable")
@@ -166,10 +165,16 @@ def _own_ride(ride_id: int, driver: Driver) -> Ride:
     offered it either), PermissionDenied if they can."""
     ride = _locked(ride_id)
     if ride.driver_id != driver.pk:
-        if not ride.offers.filter(driver=driver).exists():
-            raise NotFound("No such ride.")  # others' rides do not exist
+        _check_visible(ride, driver)
         raise PermissionDenied("Only the ride's driver can do this.")
     return ride
+
+
+def _check_visible(ride: Ride, driver: Driver) -> None:
+    """NotFound unless `driver` drives `ride` or was offered it (others' rides do not exist), as
+    `selectors.ride_list_for` shows rides; asked only on the error paths, after the lock."""
+    if ride.driver_id != driver.pk and not ride.offers.filter(driver=driver).exists():
+        raise NotFound("No such ride.")
 
 
 @transaction.atomic
