@@ -21,8 +21,7 @@ from bimride.errors import (
     PermissionDenied,
     ValidationError,
 )
-from bimride.jobs.enqueue import publish
-from rides import tasks
+from bimride.jobs.enqueue import enqueue, publish
 from rides.models import (
     DailyRideStats,
     Driver,
@@ -138,7 +137,7 @@ def ride_request(
 
         promo_redeem(code=promo_code, ride=ride)
     publish("ride.requested", ride_id=ride.pk)
-    tasks.expire_ride.enqueue({"ride_id": ride.pk}, delay=settings.RIDE_EXPIRY)
+    enqueue("rides.expire_ride", {"ride_id": ride.pk}, delay=settings.RIDE_EXPIRY)
     return ride
 
 

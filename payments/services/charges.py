@@ -7,7 +7,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from bimride.errors import PermanentError
-from payments import stripe_client, tasks
+from bimride.jobs.enqueue import enqueue
+from payments import stripe_client
 from payments.models import (
     Payment,
     PaymentEvent,
@@ -229,7 +230,8 @@ def payment_release(
             and after_accept_seconds > settings.CANCELLATION_GRACE_SECONDS
             and settings.CANCELLATION_FEE > 0
         ):
-            tasks.charge_cancellation_fee.enqueue(
+            enqueue(
+                "payments.charge_cancellation_fee",
                 {"ride_id": ride.pk},
                 delay=settings.CANCELLATION_FEE_DELAY,
                 idempotency_key=f"cancel_fee:{ride.pk}",

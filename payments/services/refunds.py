@@ -5,8 +5,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from bimride.errors import Conflict, NotFound, ValidationError
-from bimride.jobs.enqueue import publish
-from payments import stripe_client, tasks
+from bimride.jobs.enqueue import enqueue, publish
+from payments import stripe_client
 from payments.models import (
     Payment,
     PaymentEvent,
@@ -45,7 +45,9 @@ def refund_request(*, payment_id: int, amount: int | None, reason: str, user) ->
         source=f"user:{user.pk}" if user else "system",
         note=f"refund {refund.pk} of {amount} requested",
     )
-    tasks.refund_payment.enqueue({"refund_id": refund.pk}, idempotency_key=f"refund:{refund.pk}")
+    enqueue(
+        "payments.refund_payment", {"refund_id": refund.pk}, idempotency_key=f"refund:{refund.pk}"
+    )
     return refund
 
 

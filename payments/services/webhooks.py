@@ -3,7 +3,8 @@
 from django.db import transaction
 from django.utils import timezone
 
-from payments import stripe_client, tasks
+from bimride.jobs.enqueue import enqueue
+from payments import stripe_client
 from payments.models import (
     Payment,
     WebhookEvent,
@@ -25,8 +26,10 @@ def webhook_receive(*, payload: bytes, signature: str | None) -> WebhookEvent:
     stored, _ = WebhookEvent.objects.get_or_create(
         event_id=event["id"], defaults={"type": str(event.get("type", "")), "payload": event}
     )
-    tasks.process_stripe_event.enqueue(
-        {"webhook_event_id": stored.pk}, idempotency_key=f"webhook:{stored.event_id}"
+    enqueue(
+        "payments.process_stripe_event",
+        {"webhook_event_id": stored.pk},
+        idempotency_key=f"webhook:{stored.event_id}",
     )
     return stored
 
