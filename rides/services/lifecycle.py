@@ -1,90 +1,34 @@
-"""Every write to accounts and rides. Rows are locked before deciding; jobs are enqueued inside
-the same transaction, so a rollback leaves neither the change nor its jobs."""
+"""Rides from request to completion or cancellation, matching, and the columns other apps
+follow (payment and receipt status)."""
 
 import math
-from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth import authenticate, get_user_model, password_validation
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from bimride.errors import (
     Conflict,
     InvalidTransition,
     NotFound,
     PermissionDenied,
-    ValidationError,
 )
 from bimride.jobs.enqueue import enqueue, publish
 from rides.models import (
     DailyRideStats,
     Driver,
-    HeatmapCell,
-    LocationPing,
     Ride,
     RideEvent,
     RideOffer,
     Rider,
 )
+from rides.services import pricing
 
 User = get_user_model()
-HEATMAP_CELL_DEGREES = Decimal("0.01")  # about 1 km
-
-
-# --- accounts -----------------------------------------------------------------------------------
-@transaction.atomic
-def account_register(*, email: str, password: str, name: str, role: str) -> tuple[User, str]:
-    """Create a rider or driver account and its API token; the welcome email follows as a job."""
-    email = email.strip().lower()
-    if User.objects.filter(username=email).exists():
-        raise ValidationError(fields={"email": ["An account with this email already exists."]})
-    user = User(username=email, email=email, first_name=name[:150])
-    try:
-        password_validation.validate_password(password, user)
-    except DjangoValidationError as error:
-        raise ValidationError(fields={"password": list(error.messages)}) from None
-    user.set_password(password)
-    user.save()
-    profile = Rider if role == "rider" else Driver
-    profile.objects.create(user=user, name=name)
-    token = Token.objects.create(user=user)
-    publish("account.registered", user_id=user.pk)
-    return user, token.key
-
-
-def account_token(*, email: str, password: str) -> str:
-    """The API token of the account with these credentials."""
-    user = authenticate(username=email.strip().lower(), password=password)
-    if user is None:
-        raise ValidationError("Wrong email or password.", code="invalid_credentials")
-    token, _ = Token.objects.get_or_create(user=user)
-    return token.key
-
-
-# --- fares and distances ------------------------------------------------------------------------
-def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle distance between two points."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 6371.0 * 2 * math.asin(math.sqrt(a))
-
-
-def fare_for(*, distance: Decimal | float, minutes: int) -> int:
-    """Base + per km + per minute, in minor units."""
-    per_km = Decimal(settings.FARE_PER_KM) * Decimal(str(distance))
-    return int(settings.FARE_BASE + per_km.to_integral_value() + settings.FARE_PER_MIN * minutes)
-
-
-def _estimate(pickup: dict, dropoff: dict) -> int:
-    road_km = distance_km(pickup["lat"], pickup["lng"], dropoff["lat"], dropoff["lng"]) * 1.3
-    return fare_for(distance=round(road_km, 2), minutes=math.ceil(road_km / 30 * 60))
 
 
 # --- rides --------------------------------------------------------------------------------------
@@ -128,7 +72,7 @@ def ride_request(
         pickup_lng=pickup["lng"],
         dropoff_lat=dropoff["lat"],
         dropoff_lng=dropoff["lng"],
-        estimated_fare=_estimate(pickup, dropoff),
+        estimated_fare=pricing.estimate(pickup, dropoff),
         currency=settings.FARE_CURRENCY,
     )
     RideEvent.objects.create(ride=ride, actor=user, new=ride.status)
@@ -195,7 +139,7 @@ def ride_complete(*, ride_id: int, driver: Driver, distance_km: Decimal, duratio
         raise InvalidTransition(ride.status, Ride.Status.COMPLETED)
     ride.completed_at = timezone.now()
     ride.distance_km, ride.duration_min = distance_km, duration_min
-    ride.fare_amount = fare_for(distance=distance_km, minutes=duration_min)
+    ride.fare_amount = pricing.fare_for(distance=distance_km, minutes=duration_min)
     ride.receipt_status = Ride.ReceiptStatus.PENDING
     _move(ride, Ride.Status.COMPLETED, driver.user)
     publish("ride.completed", ride_id=ride.pk)
@@ -271,7 +215,7 @@ def ride_match(*, ride_id: int) -> list[RideOffer]:
         RideOffer(
             ride=ride,
             driver=d,
-            distance_km=distance_km(ride.pickup_lat, ride.pickup_lng, d.lat, d.lng),
+            distance_km=pricing.distance_km(ride.pickup_lat, ride.pickup_lng, d.lat, d.lng),
         )
         for d in ranked
     ]
@@ -292,37 +236,7 @@ def ride_record_analytics(*, ride_id: int) -> dict:
     return {"day": day.isoformat()}
 
 
-def driver_ranking_refresh(*, after_id: int, chunk: int, window: timedelta) -> list[Driver]:
-    """Recompute acceptance and completion rates and the rank score of the next `chunk`
-    drivers with ids above `after_id`, over the last `window`. Returns the drivers done."""
-    since = timezone.now() - window
-    drivers = list(
-        Driver.objects.filter(pk__gt=after_id)
-        .order_by("pk")
-        .annotate(
-            offered=Count("offers", filter=Q(offers__created_at__gte=since), distinct=True),
-            taken=Count("rides", filter=Q(rides__accepted_at__gte=since), distinct=True),
-            completed=Count(
-                "rides",
-                filter=Q(rides__accepted_at__gte=since, rides__status=Ride.Status.COMPLETED),
-                distinct=True,
-            ),
-        )[:chunk]
-    )
-    for d in drivers:
-        d.acceptance_rate = min(1.0, d.taken / d.offered) if d.offered else 1.0
-        d.completion_rate = d.completed / d.taken if d.taken else 1.0
-        d.rank_score = round(
-            d.rating / 5 * (0.5 + 0.25 * d.acceptance_rate + 0.25 * d.completion_rate), 4
-        )
-    Driver.objects.bulk_update(drivers, ["acceptance_rate", "completion_rate", "rank_score"])
-    return drivers
-
-
-def driver_count() -> int:
-    return Driver.objects.count()
-
-
+# --- columns that follow other apps --------------------------------------------------------------
 def ride_set_receipt_status(*, ride_id: int, status: str) -> None:
     """Move the ride's receipt status (set by the notifications app)."""
     Ride.objects.filter(pk=ride_id).update(receipt_status=status)
@@ -335,49 +249,3 @@ def ride_set_payment_status(*, ride_id: int, status: str, note: str = "") -> Non
     if note:
         ride_status = Ride.objects.values_list("status", flat=True).get(pk=ride_id)
         RideEvent.objects.create(ride_id=ride_id, old=ride_status, new=ride_status, note=note[:200])
-
-
-# --- drivers ------------------------------------------------------------------------------------
-@transaction.atomic
-def driver_set_availability(*, driver: Driver, available: bool) -> Driver:
-    """Go on or off duty."""
-    Driver.objects.filter(pk=driver.pk).update(available=available)
-    driver.available = available
-    return driver
-
-
-def driver_update_location(*, driver: Driver, lat: float, lng: float) -> None:
-    """Store the driver's position and keep the ping for the heatmap: one statement, no job
-    per ping (the `bulk` queue folds the kept pings in every minute)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH moved AS (UPDATE {Driver._meta.db_table} SET lat = %s, lng = %s,"
-            f" location_at = %s WHERE id = %s RETURNING lat, lng, location_at)"
-            f" INSERT INTO {LocationPing._meta.db_table} (lat, lng, at)"
-            f" SELECT lat, lng, location_at FROM moved",
-            [lat, lng, timezone.now(), driver.pk],
-        )
-
-
-def heatmap_fold(*, chunk: int) -> int:
-    """Count up to `chunk` kept location pings in their grid cell and hour, and delete them, in
-    one statement: a ping is counted exactly once, also with two folds at a time. Returns how
-    many were folded."""
-    cell, ping, cells = (
-        HEATMAP_CELL_DEGREES,
-        LocationPing._meta.db_table,
-        HeatmapCell._meta.db_table,
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH taken AS (DELETE FROM {ping} WHERE id IN (SELECT id FROM {ping} ORDER BY id"
-            f" LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING lat, lng, at),"
-            f" counted AS (INSERT INTO {cells} (cell_lat, cell_lng, hour, pings)"
-            f" SELECT round(lat::numeric / %s) * %s, round(lng::numeric / %s) * %s,"
-            f" date_trunc('hour', at), count(*) FROM taken GROUP BY 1, 2, 3"
-            f" ON CONFLICT (cell_lat, cell_lng, hour)"
-            f" DO UPDATE SET pings = {cells}.pings + EXCLUDED.pings)"
-            f" SELECT count(*) FROM taken",
-            [chunk, cell, cell, cell, cell],
-        )
-        return cursor.fetchone()[0]

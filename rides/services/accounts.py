@@ -1,0 +1,42 @@
+"""Rider and driver accounts and their API tokens."""
+
+from django.contrib.auth import authenticate, get_user_model, password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from bimride.errors import ValidationError
+from bimride.jobs.enqueue import publish
+from rides.models import Driver, Rider
+
+User = get_user_model()
+
+
+# --- accounts -----------------------------------------------------------------------------------
+@transaction.atomic
+def account_register(*, email: str, password: str, name: str, role: str) -> tuple[User, str]:
+    """Create a rider or driver account and its API token; the welcome email follows as a job."""
+    email = email.strip().lower()
+    if User.objects.filter(username=email).exists():
+        raise ValidationError(fields={"email": ["An account with this email already exists."]})
+    user = User(username=email, email=email, first_name=name[:150])
+    try:
+        password_validation.validate_password(password, user)
+    except DjangoValidationError as error:
+        raise ValidationError(fields={"password": list(error.messages)}) from None
+    user.set_password(password)
+    user.save()
+    profile = Rider if role == "rider" else Driver
+    profile.objects.create(user=user, name=name)
+    token = Token.objects.create(user=user)
+    publish("account.registered", user_id=user.pk)
+    return user, token.key
+
+
+def account_token(*, email: str, password: str) -> str:
+    """The API token of the account with these credentials."""
+    user = authenticate(username=email.strip().lower(), password=password)
+    if user is None:
+        raise ValidationError("Wrong email or password.", code="invalid_credentials")
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
