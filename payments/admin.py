@@ -11,8 +11,6 @@ from payments.models import (
     Payment,
     PaymentEvent,
     Payout,
-    PromoCode,
-    PromoRedemption,
     Refund,
     StripeAccount,
     StripeCustomer,
@@ -108,20 +106,6 @@ class RefundAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
-
-
-@admin.register(PromoCode)
-class PromoCodeAdmin(admin.ModelAdmin):
-    list_display = ["code", "kind", "value", "currency", "expires_at", "times_used", "usage_limit"]
-    list_filter = ["kind", "active"]
-    search_fields = ["code"]
-    readonly_fields = ["times_used"]
-
-
-@admin.register(PromoRedemption)
-class PromoRedemptionAdmin(admin.ModelAdmin):
-    list_display = ["promo", "ride", "rider", "created_at"]
-    raw_id_fields = ["promo", "ride", "rider"]
 
 
 @admin.register(WebhookEvent)

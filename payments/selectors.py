@@ -1,6 +1,7 @@
 """Reads of payments for other apps."""
 
-from payments.models import Payment, PromoRedemption, StripeCustomer
+from payments.models import Payment, StripeCustomer
+from rides.models import PromoRedemption
 
 
 def payment_facts_for(*, ride_id: int) -> dict:

@@ -225,11 +225,4 @@ def pay_driver_incentive(payload: dict, ctx: JobContext) -> dict:
     return {"payout_id": payout.pk, "amount": payout.amount, "transfer": payout.stripe_transfer_id}
 
 
-@job("payments.expire_promo_codes", queue="bulk", timeout=60)
-def expire_promo_codes(payload: dict, ctx: JobContext) -> dict:
-    """Deactivate promo codes past their expiry date."""
-    return {"expired": services.promo_expire()}
-
-
 schedule("payments.run_weekly_payouts", "0 2 * * 1")  # Mondays 02:00
-schedule("payments.expire_promo_codes", "0 0 * * *")  # daily at midnight

@@ -1,7 +1,17 @@
 from django.contrib import admin
 
 from bimride.admin import AuditInline
-from rides.models import DailyRideStats, Driver, HeatmapCell, Ride, RideEvent, RideOffer, Rider
+from rides.models import (
+    DailyRideStats,
+    Driver,
+    HeatmapCell,
+    PromoCode,
+    PromoRedemption,
+    Ride,
+    RideEvent,
+    RideOffer,
+    Rider,
+)
 
 
 @admin.register(Rider)
@@ -53,3 +63,17 @@ class HeatmapCellAdmin(admin.ModelAdmin):
 @admin.register(DailyRideStats)
 class DailyRideStatsAdmin(admin.ModelAdmin):
     list_display = ["day", "rides_completed", "revenue", "distance_km"]
+
+
+@admin.register(PromoCode)
+class PromoCodeAdmin(admin.ModelAdmin):
+    list_display = ["code", "kind", "value", "currency", "expires_at", "times_used", "usage_limit"]
+    list_filter = ["kind", "active"]
+    search_fields = ["code"]
+    readonly_fields = ["times_used"]
+
+
+@admin.register(PromoRedemption)
+class PromoRedemptionAdmin(admin.ModelAdmin):
+    list_display = ["promo", "ride", "rider", "created_at"]
+    raw_id_fields = ["promo", "ride", "rider"]

@@ -1,8 +1,9 @@
-"""Riders, drivers, rides and the audit trail of every ride transition."""
+"""Riders, drivers, rides and the audit trail of every ride transition, and promo codes."""
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Rider(models.Model):
@@ -169,3 +170,59 @@ class DailyRideStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day}: {self.rides_completed} rides"
+
+
+class PromoCode(models.Model):
+    """A discount code a rider may give when requesting a ride."""
+
+    class Kind(models.TextChoices):
+        PERCENT = "percent"
+        FIXED = "fixed"
+
+    code = models.CharField(max_length=40, unique=True)  # stored upper case
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value = models.PositiveIntegerField()  # percent 1..100, or minor units for `fixed`
+    currency = models.CharField(max_length=3, default=settings.FARE_CURRENCY)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    usage_limit = models.PositiveIntegerField(null=True, blank=True)  # null: unlimited
+    times_used = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "payments_promocode"  # its table from when payments kept promo codes
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(value__gt=0), name="promo_value_positive"),
+            models.CheckConstraint(
+                condition=~Q(kind="percent") | Q(value__lte=100), name="promo_percent_max_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(usage_limit__isnull=True) | Q(times_used__lte=models.F("usage_limit")),
+                name="promo_usage_within_limit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def discount_on(self, amount: int) -> int:
+        """The discount on `amount` minor units (never more than the amount)."""
+        if self.kind == self.Kind.PERCENT:
+            return min(amount, amount * self.value // 100)
+        return min(amount, self.value)
+
+
+class PromoRedemption(models.Model):
+    """A promo code used on one ride."""
+
+    promo = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="redemptions")
+    ride = models.OneToOneField(Ride, on_delete=models.CASCADE, related_name="promo")
+    rider = models.ForeignKey(Rider, on_delete=models.CASCADE, related_name="promos")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "payments_promoredemption"
+
+    def __str__(self) -> str:
+        return f"{self.promo} on ride {self.ride_id}"

@@ -1,4 +1,4 @@
-"""Ride jobs: matching and expiry on `critical`, heatmap and analytics on `bulk`."""
+"""Ride jobs: matching and expiry on `critical`, heatmap, analytics and promo codes on `bulk`."""
 
 from datetime import timedelta
 
@@ -84,5 +84,13 @@ def refresh_driver_ranking(payload: dict, ctx: JobContext) -> dict:
     return {"drivers": done}
 
 
+# Named when payments kept promo codes; job names are never renamed.
+@job("payments.expire_promo_codes", queue="bulk", timeout=60)
+def expire_promo_codes(payload: dict, ctx: JobContext) -> dict:
+    """Deactivate promo codes past their expiry date."""
+    return {"expired": services.promo_expire()}
+
+
 schedule("rides.fold_location_pings", "* * * * *")  # every minute
 schedule("rides.refresh_driver_ranking", "0 * * * *")  # hourly
+schedule("payments.expire_promo_codes", "0 0 * * *")  # daily at midnight

@@ -22,7 +22,6 @@ from payments.services.payouts import (
     payout_pay,
     payout_week_of,
 )
-from payments.services.promos import discounted, promo_expire, promo_redeem
 from payments.services.refunds import (
     payment_refundable,
     refund_fail,
@@ -39,7 +38,6 @@ __all__ = [
     "account_for",
     "cancellation_fee_charge",
     "customer_for",
-    "discounted",
     "payment_advance",
     "payment_authorize",
     "payment_capture",
@@ -50,8 +48,6 @@ __all__ = [
     "payout_fail",
     "payout_pay",
     "payout_week_of",
-    "promo_expire",
-    "promo_redeem",
     "refund_fail",
     "refund_request",
     "refund_run",

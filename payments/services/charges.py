@@ -14,7 +14,6 @@ from payments.models import (
     PaymentEvent,
     StripeCustomer,
 )
-from payments.services.promos import discounted
 from payments.services.state import (
     RANK,
     S,
@@ -101,7 +100,7 @@ def payment_authorize(*, ride_id: int, source: str) -> Payment:
     """Authorise the ride's estimated fare (less its promo) on the rider's saved card, once."""
     with transaction.atomic():
         ride = Ride.objects.select_for_update().select_related("rider__user").get(pk=ride_id)
-        amount, discount = discounted(ride, ride.estimated_fare)
+        amount, discount = ride_services.discounted(ride, ride.estimated_fare)
         payment, _ = Payment.objects.get_or_create(
             ride=ride,
             kind=Payment.Kind.RIDE,
@@ -142,7 +141,7 @@ def payment_capture(*, ride_id: int, source: str) -> Payment:
         payment = Payment.objects.select_for_update().filter(ride=ride, kind="ride").first()
         if payment is None or payment.status == S.PENDING:
             raise AuthorizationPending(f"The authorisation of ride {ride_id} is not made yet.")
-        final, _ = discounted(ride, ride.fare_amount)
+        final, _ = ride_services.discounted(ride, ride.fare_amount)
         to_capture = min(final, payment.amount)
         if payment.status == S.RELEASED and final == 0:  # the promo covered the whole fare
             return payment

@@ -22,12 +22,13 @@ from rides.services.lifecycle import (
     ride_set_receipt_status,
     ride_start,
 )
-from rides.services.pricing import distance_km, fare_for
+from rides.services.pricing import discounted, distance_km, fare_for, promo_expire, promo_redeem
 
 __all__ = [
     "HEATMAP_CELL_DEGREES",
     "account_register",
     "account_token",
+    "discounted",
     "distance_km",
     "driver_count",
     "driver_ranking_refresh",
@@ -35,6 +36,8 @@ __all__ = [
     "driver_update_location",
     "fare_for",
     "heatmap_fold",
+    "promo_expire",
+    "promo_redeem",
     "ride_accept",
     "ride_cancel",
     "ride_complete",

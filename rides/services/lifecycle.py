@@ -77,9 +77,7 @@ def ride_request(
     )
     RideEvent.objects.create(ride=ride, actor=user, new=ride.status)
     if promo_code:
-        from payments.services import promo_redeem  # payments builds on rides, not the reverse
-
-        promo_redeem(code=promo_code, ride=ride)
+        pricing.promo_redeem(code=promo_code, ride=ride)
     publish("ride.requested", ride_id=ride.pk)
     enqueue("rides.expire_ride", {"ride_id": ride.pk}, delay=settings.RIDE_EXPIRY)
     return ride

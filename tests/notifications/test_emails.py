@@ -75,7 +75,8 @@ def test_the_receipt_shows_route_distance_duration_breakdown_and_number(rider):
 
 @pytest.mark.django_db
 def test_the_receipt_reads_the_card_and_discount_from_the_rides_payment(rider):
-    from payments.models import Payment, PromoCode, PromoRedemption, StripeCustomer
+    from payments.models import Payment, StripeCustomer
+    from rides.models import PromoCode, PromoRedemption
 
     ride = completed_ride(rider)
     StripeCustomer.objects.create(

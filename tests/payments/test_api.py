@@ -8,8 +8,9 @@ from django.utils import timezone
 from bimride.jobs.models import Job
 from bimride.jobs.runner import run_job
 from payments import tasks
-from payments.models import PromoCode, PromoRedemption, Refund
-from rides.models import Ride
+from payments.models import Refund
+from rides import tasks as ride_tasks
+from rides.models import PromoCode, PromoRedemption, Ride
 from tests.factories import DriverFactory
 from tests.payments.conftest import DROPOFF, PICKUP, ctx, jobs_named, payment_of, ride_in
 
@@ -170,7 +171,7 @@ def test_a_fixed_promo_never_makes_a_negative_amount():
 def test_expired_promo_codes_are_deactivated_by_the_daily_job():
     promo(expires_at=timezone.now() - timedelta(days=1))
     promo(code="LIVE", expires_at=timezone.now() + timedelta(days=1))
-    assert tasks.expire_promo_codes({}, ctx()) == {"expired": 1}
+    assert ride_tasks.expire_promo_codes({}, ctx()) == {"expired": 1}
     assert list(PromoCode.objects.filter(active=True).values_list("code", flat=True)) == ["LIVE"]
 
 
