@@ -13,6 +13,7 @@ from rest_framework import serializers
 from bimride.jobs.registry import JobContext, job
 from bimride.jobs.retry import EMAIL_RETRY
 from notifications import services
+from rides import services as ride_services
 
 EMAIL_TIMEOUT = 30  # seconds; above ANYMAIL REQUESTS_TIMEOUT, so a slow provider is a retry
 
@@ -85,6 +86,11 @@ def send_welcome(payload: dict, ctx: JobContext) -> dict:
     """Welcome a new rider or driver, once."""
     origin = _origin(payload, ctx, WELCOME_KEY)
     return services.welcome_send(user_id=payload["user_id"], origin=origin)
+
+
+def expect_receipt(sender, ride, **kwargs) -> None:
+    """A completed ride owes its receipt from the completion on (a `ride_completing` receiver)."""
+    ride_services.ride_expect_receipt(ride=ride)
 
 
 @job(

@@ -27,6 +27,7 @@ from rides.models import (
     Rider,
 )
 from rides.services import pricing
+from rides.signals import ride_completing
 
 User = get_user_model()
 
@@ -138,7 +139,7 @@ def ride_complete(*, ride_id: int, driver: Driver, distance_km: Decimal, duratio
     ride.completed_at = timezone.now()
     ride.distance_km, ride.duration_min = distance_km, duration_min
     ride.fare_amount = pricing.fare_for(distance=distance_km, minutes=duration_min)
-    ride.receipt_status = Ride.ReceiptStatus.PENDING
+    ride_completing.send(sender=Ride, ride=ride)
     _move(ride, Ride.Status.COMPLETED, driver.user)
     publish("ride.completed", ride_id=ride.pk)
     return ride
@@ -235,6 +236,12 @@ def ride_record_analytics(*, ride_id: int) -> dict:
 
 
 # --- columns that follow other apps --------------------------------------------------------------
+def ride_expect_receipt(*, ride: Ride) -> None:
+    """Mark a ride being completed as owing a receipt: its receipt status turns pending with the
+    completion. Call from a `ride_completing` receiver (the completion saves it)."""
+    ride.receipt_status = Ride.ReceiptStatus.PENDING
+
+
 def ride_set_receipt_status(*, ride_id: int, status: str) -> None:
     """Move the ride's receipt status (set by the notifications app)."""
     Ride.objects.filter(pk=ride_id).update(receipt_status=status)

@@ -15,6 +15,8 @@ from notifications import tasks
 from notifications.models import Notification, Suppression
 from rides import services as rides
 from rides.models import Ride
+from rides.signals import ride_completing
+from tests.factories import DriverFactory, RideFactory
 from tests.notifications.conftest import completed_ride, job_and_context
 
 RECEIPT = "notifications.send_receipt"
@@ -36,6 +38,23 @@ def receipt_status(ride: Ride) -> str:
 def state(job: Job) -> str:
     job.refresh_from_db()
     return job.state
+
+
+# --- the receipt status -------------------------------------------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize(("receipts_follow", "status"), [(True, "pending"), (False, "none")])
+def test_a_completed_ride_owes_a_receipt_because_notifications_sends_one(receipts_follow, status):
+    driver = DriverFactory(available=True)
+    ride = RideFactory(status="in_progress", driver=driver)
+    if not receipts_follow:  # rides alone sends no receipt, so it promises none
+        ride_completing.disconnect(dispatch_uid="notifications.expect_receipt")
+    try:
+        completed = rides.ride_complete(
+            ride_id=ride.pk, driver=driver, distance_km=4, duration_min=14
+        )
+    finally:
+        ride_completing.connect(tasks.expect_receipt, dispatch_uid="notifications.expect_receipt")
+    assert completed.receipt_status == status and receipt_status(ride) == status
 
 
 # --- the handlers alone -------------------------------------------------------------------------
