@@ -1,10 +1,9 @@
-"""Liveness and readiness probes for the load balancer and the orchestrator, and the answer
-every request gets while the database is unreachable."""
+"""The liveness probe for the load balancer and the orchestrator, and the answer every request
+gets while the database is unreachable. Readiness asks the queues: `bimride.jobs.health`."""
 
 import logging
 
-from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
@@ -41,25 +40,3 @@ class DatabaseUnavailableMiddleware:
 def healthz(request):
     """The process is alive (no dependencies checked)."""
     return JsonResponse({"status": "ok"})
-
-
-@require_GET
-@transaction.non_atomic_requests  # reports a database outage itself rather than failing to begin
-def readyz(request):
-    """Ready when the database answers and no queue lags past READY_MAX_LAG_SECONDS."""
-    checks = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = "ok"
-    except DatabaseError:
-        connection.close()
-        return JsonResponse({"status": "unavailable", "checks": {"database": "down"}}, status=503)
-    from bimride.jobs.selectors import queue_lags
-
-    lagging = {q: lag for q, lag in queue_lags().items() if lag > settings.READY_MAX_LAG_SECONDS}
-    checks["queues"] = {"lagging": lagging} if lagging else "ok"
-    status = 503 if lagging else 200
-    return JsonResponse(
-        {"status": "ok" if status == 200 else "lagging", "checks": checks}, status=status
-    )

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from bimride import health
 from bimride.api import error_body
+from bimride.jobs.health import readyz
 from bimride.jobs.views import MetricsView
 
 urlpatterns = [
@@ -17,7 +18,7 @@ urlpatterns = [
     path("", include("payments.urls")),  # /webhooks/stripe and /api/payments/...
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
+    path("readyz", readyz, name="readyz"),
 ]
 
 
