@@ -25,6 +25,7 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the dependency contracts in pyproject.toml
 
 fmt: venv
 	$(VENV)/bin/ruff check --fix .
