@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from bimride.jobs.selectors import job_list_of
 from bimride.jobs.serializers import JobSummarySerializer
 from rides.models import Ride
 
@@ -112,6 +113,4 @@ class RideSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(JobSummarySerializer(many=True))
     def get_jobs(self, ride: Ride) -> list[dict]:
-        from bimride.jobs.selectors import job_list_of
-
         return JobSummarySerializer(job_list_of(subject=f"ride:{ride.pk}"), many=True).data
