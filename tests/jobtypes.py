@@ -4,6 +4,8 @@
 transaction, so a test can count effects: exactly one per succeeded job, none for a failure.
 """
 
+import os
+import sys
 import time
 
 from django.db import connection
@@ -98,3 +100,31 @@ def listener_records(payload: dict, ctx: JobContext) -> dict:
 def listener_refuses(payload: dict, ctx: JobContext) -> dict:
     """A subscriber that fails for good."""
     raise PermanentError("This listener refuses every event.")
+
+
+@job("tests.report_q2compat", payload=EffectPayload, timeout=10)
+def report_q2compat(payload: dict, ctx: JobContext) -> dict:
+    """Report, from inside a worker, which of q2compat's replacements its process runs with: the
+    patched attributes, and the timer and task queue django-q2's worker loop was handed."""
+    from django_q.worker import worker
+
+    from bimride.jobs import q2compat
+
+    frame = sys._getframe()
+    while frame is not None and frame.f_code is not worker.__code__:
+        frame = frame.f_back
+    loop = frame.f_locals if frame is not None else {}
+    get = next(r for o, n, r in q2compat.PATCHES if (o, n) == (q2compat.ClusterQueue, "get"))
+    task_queue_get = getattr(loop.get("task_queue"), "get", None)
+    return {
+        "pid": os.getpid(),
+        "in_worker_loop": frame is not None,
+        "timer": type(loop.get("timer")).__name__,
+        "task_queue_get_replaced": getattr(task_queue_get, "__func__", None) is get,
+        "replaced": {
+            f"{getattr(owner, '__qualname__', owner.__name__)}.{name}": (
+                getattr(owner, name) is replacement
+            )
+            for owner, name, replacement in q2compat.PATCHES
+        },
+    }

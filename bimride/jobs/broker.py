@@ -1,4 +1,4 @@
-"""The one module that talks to django-q2. It carries job ids, nothing else.
+"""Pushing jobs to django-q2 and pulling them: its broker rows carry job ids, nothing else.
 
 A job's django-q2 ORM-broker row is written by the statement that writes the job (`pushing`),
 so it commits with it; it is invisible until the job is due (its `lock` is the due time), and a
@@ -10,9 +10,6 @@ an idle pusher waits on LISTEN (bounded by the next due time) instead of sleepin
 import contextlib
 import json
 import logging
-import multiprocessing
-import multiprocessing.queues
-import queue
 import time
 import uuid
 from datetime import timedelta
@@ -20,15 +17,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
-from django_q import cluster
-from django_q.brokers.orm import ORM
-from django_q.cluster import Sentinel
-from django_q.conf import Conf
-from django_q.exceptions import TimeoutException
-from django_q.models import OrmQ
-from django_q.queues import Queue as ClusterQueue
-from django_q.signing import SignedPackage
-from django_q.worker import worker
+
+from bimride.jobs.q2compat import ORM, Conf, OrmQ, Schedule, SignedPackage, Task, TimeoutException
 
 logger = logging.getLogger(__name__)
 
@@ -106,88 +96,6 @@ def _db_error(what: str) -> None:
     time.sleep(1)
 
 
-# --- the cluster's shared state, robust to SIGKILLed workers ----------------------------------
-# django-q2's processes share locks; a worker killed while holding one took its cluster down:
-# - the task queue's read lock: get() held it while waiting for the next task, so a worker killed
-#   while idle left no other worker able to take one. Here a worker waits holding no lock and
-#   takes the lock only to read a task.
-# - the queues' size counters, locked on every put and get (by the pusher and the workers) and
-#   read by the guard: a worker killed in get() hung the pusher and the guard. On Linux the
-#   queues' own semaphores count their tasks, without a lock, so the counters go unused.
-# - each worker's timer, locked by the worker after each task and by the guard every cycle: a
-#   worker killed in that block hung the guard, which then replaced no dead worker again.
-#   Here the guard gives up waiting for a dead worker's timer lock (nobody else uses it).
-_StdQueue = multiprocessing.queues.Queue
-ClusterQueue.put, ClusterQueue.qsize, ClusterQueue.empty = (
-    _StdQueue.put,
-    _StdQueue.qsize,
-    _StdQueue.empty,
-)
-_TAKE_WAIT = 0.01  # seconds a worker holds the lock when another took the task it saw
-
-
-def _get_waiting_unlocked(self, block=True, timeout=None):
-    if not block or timeout is not None:
-        return _StdQueue.get(self, block, timeout)
-    while True:
-        self._reader.poll(None)  # until a task is in the pipe
-        with contextlib.suppress(queue.Empty):  # another worker took it first
-            return _StdQueue.get(self, True, _TAKE_WAIT)
-
-
-ClusterQueue.get = _get_waiting_unlocked
-
-
-class WorkerTimer:
-    """A worker's timer: the seconds left of its task (-1 idle), set by the worker and counted
-    down by the cluster's guard under its lock, as django-q2's `Value` is; but once the worker
-    is dead, the guard does not wait for the lock (the worker may have died holding it)."""
-
-    def __init__(self, typecode: str, value: float):
-        context = multiprocessing.get_context()
-        self._value, self._lock = context.RawValue(typecode, value), context.RLock()
-        self.process = None  # the worker, known to the guard's process once started
-        self._held = []
-
-    def get_lock(self):
-        return self
-
-    def __enter__(self):
-        while not self._lock.acquire(timeout=1.0):
-            if self.process is not None and not self.process.is_alive():
-                self._held.append(False)
-                return self
-        self._held.append(True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._held.pop():
-            self._lock.release()
-
-    @property
-    def value(self) -> float:
-        with self:
-            return self._value.value
-
-    @value.setter
-    def value(self, value: float) -> None:
-        with self:
-            self._value.value = value
-
-
-_spawn_process = Sentinel.spawn_process
-
-
-def _spawn_process_with_timer(self, target, *args):
-    process = _spawn_process(self, target, *args)
-    if target is worker:
-        args[2].process = process
-    return process
-
-
-cluster.Value, Sentinel.spawn_process = WorkerTimer, _spawn_process_with_timer
-
-
 class PostgresBroker(ORM):
     """django-q2's ORM broker with due-time order, SKIP LOCKED batches and LISTEN/NOTIFY."""
 
@@ -260,8 +168,6 @@ class PostgresBroker(ORM):
 def sync_schedule_rows(wanted: dict[str, dict], *, func: str) -> dict[str, list[str]]:
     """Create, update and delete the django-q2 Schedule rows whose task is `func` so that they
     are exactly `wanted` ({name: {cron, tz, next_run}}); other rows are left alone."""
-    from django_q.models import Schedule
-
     report = {"created": [], "updated": [], "deleted": []}
     existing = {s.name: s for s in Schedule.objects.filter(func=func)}
     for name, spec in wanted.items():
@@ -289,15 +195,11 @@ def sync_schedule_rows(wanted: dict[str, dict], *, func: str) -> dict[str, list[
 
 def set_schedule_next_run(*, name: str, next_run) -> None:
     """Correct the next run django-q2 computed in TIME_ZONE to the schedule's own zone."""
-    from django_q.models import Schedule
-
     Schedule.objects.filter(name=name).update(next_run=next_run)
 
 
 def prune_task_results(*, before) -> int:
     """Delete django-q2 task result rows (successes and failures) stopped before `before`."""
-    from django_q.models import Task
-
     return Task.objects.filter(stopped__lt=before).delete()[0]
 
 

@@ -5,9 +5,7 @@ import os
 import signal
 import threading
 
-from django_q.queues import Queue as ClusterQueue
-
-from bimride.jobs.broker import WorkerTimer
+from bimride.jobs.q2compat import ClusterQueue, WorkerTimer
 
 FORK = multiprocessing.get_context("fork")
 
