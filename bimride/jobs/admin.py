@@ -7,13 +7,13 @@ from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django_q.admin import ScheduleAdmin as QScheduleAdmin  # the page we extend
-from django_q.models import Schedule
 
 from bimride.admin import AuditInline, job_link
 from bimride.errors import BimRideError
-from bimride.jobs import selectors, services
+from bimride.jobs import broker, selectors, services
 from bimride.jobs.models import Alert, DeadLetter, Job, JobEvent, ScheduleRun
+from bimride.jobs.q2compat import OrmQ, QueueAdmin, Schedule
+from bimride.jobs.q2compat import ScheduleAdmin as QScheduleAdmin  # the page we extend
 
 
 class JobEventInline(AuditInline):
@@ -266,6 +266,64 @@ class ScheduleWithRunsAdmin(QScheduleAdmin):
 
 admin.site.unregister(Schedule)
 admin.site.register(Schedule, ScheduleWithRunsAdmin)
+
+
+class QueuedTaskAdmin(QueueAdmin):
+    """django-q2's queued-tasks page, reading jobs' rows too: their payload is the job (JSON),
+    not a task package, so django-q2 would show no task. A job's row shows its job; its task id
+    is made when a pusher takes it. A row that cannot be read shows `*<error>` as its task id."""
+
+    list_display = ("id", "key", "job", "name", "func", "lock", "task_id")
+    fields = ("key", "lock", "job", "task_id", "name", "group", "func", "args", "kwargs", "options")
+    readonly_fields = fields[2:]
+
+    @staticmethod
+    def task(row: OrmQ) -> dict:
+        if not broker.is_job_row(row.payload):
+            return row.task  # django-q2's reading: cached, and `*<error>` for a bad package
+        try:
+            return broker.job_task(row.payload)
+        except (ValueError, KeyError, TypeError) as error:
+            return {"id": f"*{type(error).__name__}"}
+
+    @admin.display(description="job")
+    def job(self, row: OrmQ):
+        task = self.task(row)
+        return job_link(task["args"][0] if task.get("func") == broker.RUN_JOB else None)
+
+    @admin.display(description="task id")
+    def task_id(self, row: OrmQ):
+        return self.task(row).get("id")
+
+    @admin.display(description="name")
+    def name(self, row: OrmQ):
+        return self.task(row).get("name")
+
+    @admin.display(description="group")
+    def group(self, row: OrmQ):
+        return self.task(row).get("group")
+
+    @admin.display(description="function")
+    def func(self, row: OrmQ):
+        func = self.task(row).get("func")
+        return func if isinstance(func, str | None) else f"{func.__module__}.{func.__qualname__}"
+
+    @admin.display(description="arguments")
+    def args(self, row: OrmQ):
+        return self.task(row).get("args")
+
+    @admin.display(description="keyword arguments")
+    def kwargs(self, row: OrmQ):
+        return self.task(row).get("kwargs")
+
+    @admin.display(description="options")
+    def options(self, row: OrmQ):
+        shown = {"id", "name", "group", "func", "args", "kwargs"}
+        return {k: v for k, v in self.task(row).items() if k not in shown}
+
+
+admin.site.unregister(OrmQ)
+admin.site.register(OrmQ, QueuedTaskAdmin)
 
 
 @admin.register(Alert)

@@ -31,32 +31,42 @@ def channel(queue: str) -> str:
     return f"bimride_jobs_{queue}"
 
 
-def _package(job_id: int, name: str, timeout: int) -> str:
-    task = {
-        "id": uuid.uuid4().hex,
-        "name": f"{name}#{job_id}",
+def is_job_row(payload: str) -> bool:
+    """Whether a broker row is a job's (JSON, written in SQL by `pushing`) rather than a
+    django-q2 task package (django-q2's own rows, such as the scheduler's)."""
+    return payload.startswith("{")
+
+
+def job_task(payload: str) -> dict:
+    """The django-q2 task a job's broker row stands for, but for its id and start time, which a
+    pusher sets when it takes the row. Raises ValueError, KeyError or TypeError on a bad row."""
+    job = json.loads(payload)
+    job_id = job["job"]
+    return {
+        "name": f"{job['name']}#{job_id}",
         "func": RUN_JOB,
         "args": (job_id,),
         "kwargs": {},
         # django-q2's own limit for the whole attempt: the job's time limit plus the time the
         # runner may wait for the database before the claim and after the handler.
-        "timeout": timeout + 2 * settings.JOB_DB_OUTAGE_PATIENCE,
-        "started": timezone.now(),
+        "timeout": job["timeout"] + 2 * settings.JOB_DB_OUTAGE_PATIENCE,
     }
-    return SignedPackage.dumps(task)
 
 
 def task_payload(payload: str) -> str:
-    """The django-q2 task package of a broker row. A job's row holds only the job (JSON, written
-    in SQL by `pushing`); the package is made when a pusher takes it. Other rows (django-q2's
-    own, such as the scheduler's) hold a package already."""
-    if not payload.startswith("{"):
+    """The django-q2 task package of a broker row. A job's row holds only the job; the package
+    is made when a pusher takes it. Other rows hold a package already."""
+    if not is_job_row(payload):
         return payload
-    job = json.loads(payload)
-    return _package(job["job"], job["name"], job["timeout"])
+    task = {"id": uuid.uuid4().hex, **job_task(payload), "started": timezone.now()}
+    return SignedPackage.dumps(task)
 
 
-OrmQ.task = property(lambda row: SignedPackage.loads(task_payload(row.payload)))
+def job_of(payload: str) -> int | None:
+    """The id of the job a broker row carries (a job's row, or a package of `run_job` pushed by
+    an older release), or None for django-q2's own rows."""
+    task = job_task(payload) if is_job_row(payload) else SignedPackage.loads(payload)
+    return task["args"][0] if task.get("func") == RUN_JOB else None
 
 
 def pushing(rows: str) -> str:
@@ -219,9 +229,9 @@ def release_stalled(*, after: float, waiting_states: tuple[str, ...]) -> list[in
         rows = cursor.fetchall()
     by_job = {}
     for row_id, payload in rows:
-        task = SignedPackage.loads(task_payload(payload))
-        if task.get("func") == RUN_JOB:
-            by_job[task["args"][0]] = row_id
+        job_id = job_of(payload)
+        if job_id is not None:
+            by_job[job_id] = row_id
     # A deferred job's row is also in the future (at its due time): only jobs long due count.
     due_before = timezone.now() - timedelta(seconds=after)
     stalled = list(

@@ -1,12 +1,15 @@
 """Ops staff fix failed jobs from the admin: the ledger, the audit trail, dead-letter actions."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job
+from bimride.jobs.q2compat import OrmQ, SignedPackage
 from bimride.jobs.runner import run_job
 
 
@@ -99,3 +102,38 @@ def test_discarding_asks_for_a_note_then_closes_the_dead_letters(admin_client, d
 )
 def test_the_ops_pages_render(admin_client, dead_letter, path):
     assert admin_client.get(path).status_code == 200
+
+
+@pytest.fixture
+def queued_rows(db):
+    """A job's broker row, one of django-q2's own (a task package), and two it cannot read."""
+    job = enqueue("tests.effect_default", {"n": 1}, delay=timedelta(minutes=5))
+    package = {"id": "0a1b2c", "name": "tidy", "func": "math.floor", "args": (1,), "kwargs": {}}
+    OrmQ.objects.create(key="default", payload=SignedPackage.dumps(package), lock=timezone.now())
+    for payload in ('{"job": "no name"}', "not a signed package"):
+        OrmQ.objects.create(key="default", payload=payload, lock=timezone.now())
+    return job
+
+
+def column(html: str, name: str) -> list[str]:
+    return re.findall(rf'<td class="field-{name}">(.*?)</td>', html)
+
+
+def test_the_queued_tasks_page_shows_each_row_the_same_every_time(admin_client, queued_rows):
+    job = queued_rows
+    pages = [admin_client.get("/admin/django_q/ormq/") for _ in range(2)]
+    assert [page.status_code for page in pages] == [200, 200]
+    first, second = (page.content.decode() for page in pages)
+    assert column(first, "task_id") == column(second, "task_id")
+    assert sorted(column(first, "task_id")) == ["*BadSignature", "*KeyError", "-", "0a1b2c"]
+    assert f"tests.effect_default#{job.pk}" in column(first, "name")
+    assert f"/admin/jobs/job/{job.pk}/change/" in first
+    assert "bimride.jobs.runner.run_job" in column(first, "func")
+
+
+def test_the_queued_task_page_of_a_job_shows_its_job(admin_client, queued_rows):
+    row = OrmQ.objects.get(lock=queued_rows.run_at)
+    page = admin_client.get(f"/admin/django_q/ormq/{row.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f"tests.effect_default#{queued_rows.pk}" in html and "(" + str(queued_rows.pk) in html

@@ -8,10 +8,11 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_q.models import OrmQ
 
+from bimride.jobs.broker import job_of
 from bimride.jobs.enqueue import enqueue, publish
 from bimride.jobs.models import Job, JobEvent
+from bimride.jobs.q2compat import OrmQ
 from bimride.jobs.registry import JobPayloadError, UnknownJob
 
 JOB = "tests.effect_default"
@@ -65,7 +66,7 @@ def test_a_job_is_written_and_pushed_in_one_statement_seen_by_pushers_at_commit(
     job.refresh_from_db()
     assert job.dispatched_at == job.created_at
     row = OrmQ.objects.get()
-    assert (row.key, row.lock, row.task["args"]) == ("default", job.run_at, (job.pk,))
+    assert (row.key, row.lock, job_of(row.payload)) == ("default", job.run_at, job.pk)
     assert list(job.events.values_list("state", flat=True)) == ["queued"]
 
 
@@ -85,7 +86,7 @@ def test_a_transactions_jobs_are_pushed_except_a_rolled_back_savepoints():
             enqueue(JOB, {"n": 2})
             raise RuntimeError("this part failed")
         second = enqueue("tests.effect_bulk", {"n": 3})
-    rows = {row.task["args"][0]: row.key for row in OrmQ.objects.all()}
+    rows = {job_of(row.payload): row.key for row in OrmQ.objects.all()}
     assert rows == {first.pk: "default", second.pk: "bulk"}
     assert set(Job.objects.values_list("pk", flat=True)) == {first.pk, second.pk}
 
@@ -153,5 +154,5 @@ def test_publish_enqueues_one_job_per_subscriber_in_one_statement():
     stored = {job.pk: (job.name, job.queue) for job in Job.objects.all()}
     assert stored == {job.pk: (job.name, job.queue) for job in jobs}
     assert JobEvent.objects.filter(job__in=jobs, state="queued").count() == 3
-    pushed = {row.task["args"][0]: row.key for row in OrmQ.objects.all()}
+    pushed = {job_of(row.payload): row.key for row in OrmQ.objects.all()}
     assert pushed == {job.pk: job.queue for job in jobs}

@@ -54,6 +54,12 @@ REVIEWED = {
             "0f72360b891e9e957217686923ded132956422fbadcb56ed0e061a5ef3807b51"
         ),
     },
+    "queued-tasks page (bimride/jobs/admin.py QueuedTaskAdmin)": {
+        "django_q.admin.QueueAdmin": (
+            "aadea34f49cc695178d9bb917375c578fa353fbef4b388df50a9e0fc104c7141"
+        ),
+        "django_q.models.OrmQ": "9ea339cb669dbd9c556fbae07518a937037120bf96599cda088e9616c3257c35",
+    },
 }
 
 

@@ -4,12 +4,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_q.models import OrmQ
 
 from bimride.errors import Conflict, ValidationError
 from bimride.jobs import services
+from bimride.jobs.broker import job_of
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job
+from bimride.jobs.q2compat import OrmQ
 from bimride.jobs.relay import relay
 from bimride.jobs.runner import run_job
 from tests.jobtypes import create_effects_table, effects
@@ -187,7 +188,7 @@ def test_the_relay_pushes_jobs_without_a_broker_row(settings):
     Job.objects.filter(pk=job.pk).update(dispatched_at=None)
     assert relay() == {"undispatched": 1, "orphaned": 0, "stalled": 0}
     job.refresh_from_db()
-    assert job.dispatched_at is not None and OrmQ.objects.get().task["args"] == (job.pk,)
+    assert job.dispatched_at is not None and job_of(OrmQ.objects.get().payload) == job.pk
     assert relay() == {"undispatched": 0, "orphaned": 0, "stalled": 0}
 
 
@@ -215,5 +216,5 @@ def test_the_relay_frees_jobs_a_dead_cluster_took_but_never_started(settings):
     assert relay()["stalled"] == 1
 
     visible = OrmQ.objects.filter(lock__lte=timezone.now())
-    assert [row.task["args"][0] for row in visible] == [stalled.pk]
+    assert [job_of(row.payload) for row in visible] == [stalled.pk]
     assert OrmQ.objects.count() == 4
