@@ -7,11 +7,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
-from django_q.models import Schedule
 
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job, ScheduleRun
 from bimride.jobs.pruner import prune
+from bimride.jobs.q2compat import Schedule
 from bimride.jobs.runner import run_job
 from rides.models import Driver
 from tests.factories import DriverFactory

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connection
 from django.utils import timezone
-from django_q.models import OrmQ, Schedule
 from django_q.scheduler import scheduler
 
 from bimride.jobs import schedules
 from bimride.jobs.models import Job, ScheduleRun
+from bimride.jobs.q2compat import OrmQ, Schedule
 from bimride.jobs.schedules import FIRE, ScheduleSpec, fire, schedule, sync_schedules
 from tests.conftest import wait_until
 
