@@ -15,8 +15,10 @@ import dis
 import importlib.metadata
 import inspect
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.queues
 import queue
+import sys
 
 from django.core.exceptions import ImproperlyConfigured
 from django_q import cluster
@@ -154,21 +156,11 @@ def _task_queue_problems() -> list[str]:
     found = []
     if not issubclass(ClusterQueue, _StdQueue):
         found.append("django_q.queues.Queue is no longer a multiprocessing.queues.Queue")
-    try:
-        probe = _StdQueue(ctx=multiprocessing.get_context())
-    except AttributeError as error:
-        return [*found, f"multiprocessing.queues.Queue() fails: {error}"]
-    try:
-        if not callable(getattr(getattr(probe, "_reader", None), "poll", None)):
-            found.append("multiprocessing.queues.Queue has no `_reader.poll` to wait on unlocked")
-        try:
-            probe.qsize()
-        except NotImplementedError:
-            found.append("multiprocessing.queues.Queue.qsize() is not implemented here")
-    finally:
-        for end in ("_reader", "_writer"):
-            with contextlib.suppress(AttributeError, OSError):
-                getattr(probe, end).close()
+    reader = multiprocessing.connection.Connection
+    if "_reader" not in _StdQueue.__init__.__code__.co_names or not callable(reader.poll):
+        found.append("multiprocessing.queues.Queue has no `_reader.poll` to wait on unlocked")
+    if sys.platform == "darwin":
+        found.append("multiprocessing.queues.Queue.qsize() is not implemented on macOS")
     return [f"task queue: {problem}" for problem in found]
 
 
