@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DB_URL = $${DATABASE_URL:-$$($(PY) -m bimride.devdb start)}
+DB_URL = $${DATABASE_URL:-$$($(PY) -m devtools.devdb start)}
 
 .PHONY: run test lint fmt bench bench-jobs bench-growth bench-api reliability db-start db-stop db-status clean
 
@@ -52,8 +52,8 @@ reliability: venv
 	@$(PY) -m bench.reliability $(RELIABILITY_ARGS)
 
 db-start: venv
-	@$(PY) -m bimride.devdb start
+	@$(PY) -m devtools.devdb start
 db-stop: venv
-	@$(PY) -m bimride.devdb stop
+	@$(PY) -m devtools.devdb stop
 db-status: venv
-	@$(PY) -m bimride.devdb status
+	@$(PY) -m devtools.devdb status

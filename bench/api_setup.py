@@ -164,9 +164,9 @@ def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service]
     py = sys.executable
     services = []
     try:
-        stripe = [py, "-m", "payments.stripe_standin", "--port", str(stripe_port)]
+        stripe = [py, "-m", "devtools.stripe_standin", "--port", str(stripe_port)]
         services.append(Service("api-stripe", stripe, env))
-        sendgrid = [py, "-m", "notifications.sendgrid_standin", "--port", str(sendgrid_port)]
+        sendgrid = [py, "-m", "devtools.sendgrid_standin", "--port", str(sendgrid_port)]
         services.append(Service("api-sendgrid", sendgrid, env))
         for queue in QUEUES:
             command = [py, "manage.py", "qcluster"]

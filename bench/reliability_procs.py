@@ -27,10 +27,10 @@ def say(message: str) -> None:
 
 
 def devdb(command: str) -> str:
-    """Run `python -m bimride.devdb <command>` on the reliability data dir; return stdout."""
+    """Run `python -m devtools.devdb <command>` on the reliability data dir; return stdout."""
     env = {**os.environ, "BIMRIDE_PGDATA": str(PGDATA)}
     result = subprocess.run(
-        [sys.executable, "-m", "bimride.devdb", command],
+        [sys.executable, "-m", "devtools.devdb", command],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -14,8 +14,8 @@ from bench.reliability_faults import Result
 from bench.reliability_http import RIDE_BODY, make_actor
 from bench.reliability_procs import Processes, say
 from bimride.jobs.models import DeadLetter, Job
-from notifications.sendgrid_standin import SendGridStandin
-from payments.stripe_standin import StripeStandin
+from devtools.sendgrid_standin import SendGridStandin
+from devtools.stripe_standin import StripeStandin
 
 COMPLETE_BODY = {"distance_km": "4.20", "duration_min": 14}
 FINISHED = ("succeeded", "dead", "cancelled")

@@ -92,7 +92,7 @@ def _database_url() -> str:
     url = env.str("DATABASE_URL", "")
     if url:
         return url
-    from bimride import devdb  # the embedded server of `make run` / `make test`
+    from devtools import devdb  # the embedded server of `make run` / `make test`
 
     return devdb.database_url()
 
@@ -286,7 +286,7 @@ if PRODUCTION and ANYMAIL["SENDGRID_API_KEY"] and not ANYMAIL["WEBHOOK_SECRET"]:
 
 # --- Payments -----------------------------------------------------------------------------------
 # Stripe through the real SDK. Without STRIPE_API_KEY, the local stand-in
-# (payments/stripe_standin.py, started by `make run`) answers on STRIPE_API_BASE; with the key
+# (devtools/stripe_standin.py, started by `make run`) answers on STRIPE_API_BASE; with the key
 # set, the same code talks to Stripe itself.
 _STRIPE_KEY = env.str("STRIPE_API_KEY", "")
 STRIPE_USES_STANDIN = not _STRIPE_KEY

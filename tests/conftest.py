@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
-from payments.stripe_standin import StripeStandin
+from devtools.stripe_standin import StripeStandin
 from tests.factories import DriverFactory, RiderFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Tests of ``python -m bimride.devdb``: the embedded PostgreSQL, run as a subprocess.
+"""Tests of ``python -m devtools.devdb``: the embedded PostgreSQL, run as a subprocess.
 
 No Django here: each test gets its own data dir (``BIMRIDE_PGDATA``) and server, stopped (or
 killed) by the fixture. Every wait is bounded.
@@ -32,7 +32,7 @@ def devdb_env(data: Path) -> dict[str, str]:
 def devdb(command: str, data: Path) -> subprocess.CompletedProcess[str]:
     """Run a devdb command; output is captured by pipes, so a daemon holding them would hang."""
     return subprocess.run(
-        [sys.executable, "-m", "bimride.devdb", command],
+        [sys.executable, "-m", "devtools.devdb", command],
         check=False,
         cwd=ROOT,
         env=devdb_env(data),
@@ -120,7 +120,7 @@ def test_start_status_connect_stop(pgdata: Path) -> None:
 
 
 def test_concurrent_starts_share_one_server(pgdata: Path) -> None:
-    command = [sys.executable, "-m", "bimride.devdb", "start"]
+    command = [sys.executable, "-m", "devtools.devdb", "start"]
     procs = [
         subprocess.Popen(
             command,

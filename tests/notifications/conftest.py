@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.registry import JobContext
-from notifications.sendgrid_standin import SendGridStandin
+from devtools.sendgrid_standin import SendGridStandin
 from rides.models import Ride
 from tests.factories import DriverFactory, RideFactory
 

@@ -51,7 +51,7 @@ def standalone():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "notifications.sendgrid_standin", "--port", str(port)],
+        [sys.executable, "-m", "devtools.sendgrid_standin", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
     )

@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from bimride.jobs.models import Job
 from bimride.jobs.registry import JobContext
+from devtools.stripe_standin import StripeStandin
 from payments.models import Payment
-from payments.stripe_standin import StripeStandin
 from rides.models import Ride
 from tests.factories import DriverFactory, RideFactory
 

@@ -99,7 +99,7 @@ class Command(BaseCommand):
             commands[f"worker {queue}"] = ([*manage, "qcluster"], {"Q_CLUSTER_NAME": queue})
         if settings.STRIPE_USES_STANDIN:  # no STRIPE_API_KEY: payments talk to a local stand-in
             stripe_port = str(urlsplit(settings.STRIPE_API_BASE).port or 12111)
-            standin = [sys.executable, "-m", "payments.stripe_standin", "--port", stripe_port]
+            standin = [sys.executable, "-m", "devtools.stripe_standin", "--port", stripe_port]
             commands["Stripe stand-in"] = (standin, {})
             self.say(f"STRIPE_API_KEY is unset: payments use the Stripe stand-in on {stripe_port}")
         children = {}

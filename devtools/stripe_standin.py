@@ -25,7 +25,7 @@ Counters: `standin.captures(pi_id)` (captures executed, replays excluded), `stan
 `GET /_standin/state` for all of it.
 `standin.captured` (a threading.Event) is set whenever a capture is executed.
 
-Standalone: `python -m payments.stripe_standin --port 12111` runs it until Ctrl-C.
+Standalone: `python -m devtools.stripe_standin --port 12111` runs it until Ctrl-C.
 """
 
 import argparse
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
-from bimride.standin import LoopbackServer, QuietHandler
+from devtools.loopback import LoopbackServer, QuietHandler
 
 KINDS = ("decline", "insufficient_funds", "invalid", "429", "500", "slow")
 REUSED_KEY = (

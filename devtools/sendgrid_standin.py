@@ -7,7 +7,7 @@ anymail reaches it through its API URL setting (`SENDGRID_API_KEY=test`,
 accepted per recipient and subject.
 
 In a test, use it in-process (`SendGridStandin().start()`, then `.mode = "503"`). Standalone,
-`python -m notifications.sendgrid_standin --port 8025` runs it until Ctrl-C; switch it with
+`python -m devtools.sendgrid_standin --port 8025` runs it until Ctrl-C; switch it with
 `POST /_standin/mode {"mode": "503"}` (or "ok", "slow" with "delay", "reject" with "addresses")
 and read what it got from `GET /_standin/messages`.
 """
@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
-from bimride.standin import LoopbackServer, QuietHandler
+from devtools.loopback import LoopbackServer, QuietHandler
 
 MODES = ("ok", "503", "reject", "slow")
 

