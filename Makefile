@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 run: venv
-	@export DATABASE_URL="$(DB_URL)" && $(PY) manage.py run_all
+	@export DATABASE_URL="$(DB_URL)" && $(PY) -m devtools.run
 
 test: venv
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m pytest $(PYTEST_ARGS)

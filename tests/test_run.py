@@ -1,4 +1,4 @@
-"""`manage.py run_all` (what `make run` starts) and the demo data it seeds."""
+"""`python -m devtools.run` (what `make run` starts) and the demo data it seeds."""
 
 import contextlib
 import os
@@ -59,7 +59,7 @@ def alive_in_sessions(sessions: set[int]) -> set[int]:
 
 
 @pytest.mark.workers
-def test_run_all_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db):
+def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db):
     port = free_port()
     (ROOT / ".data").mkdir(exist_ok=True)
     env = {
@@ -70,9 +70,9 @@ def test_run_all_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db)
         "ADMIN_PASSWORD": ADMIN["password"],
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
     }
-    with open(ROOT / ".data" / f"run_all-{os.getpid()}.log", "wb") as log:
+    with open(ROOT / ".data" / f"run-{os.getpid()}.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_all"],
+            [sys.executable, "-m", "devtools.run"],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -100,7 +100,7 @@ def test_run_all_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db)
         assert not alive_in_sessions(clusters)
     finally:
         if process.poll() is None:
-            process.terminate()  # run_all stops its children
+            process.terminate()  # devtools.run stops its children
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

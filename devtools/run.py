@@ -1,4 +1,5 @@
-"""`make run`: migrate, seed demo data, ensure an admin, then run web + one worker per queue.
+"""`make run` (`python -m devtools.run`): migrate, seed demo data, ensure an admin, then run
+web + one worker per queue.
 
 The children run in their own sessions, so a terminal Ctrl-C reaches only this process, which
 stops them once: SIGTERM to each main process (django-q2 stops its own workers), a grace period,
@@ -130,3 +131,16 @@ class Command(BaseCommand):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # anything the shutdown left behind
             process.wait()
+
+
+def main() -> None:
+    """`python -m devtools.run`: the command above, outside any installed app."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bimride.settings")
+    import django
+
+    django.setup()
+    Command().run_from_argv(["manage.py", "run"])
+
+
+if __name__ == "__main__":
+    main()
