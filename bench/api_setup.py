@@ -3,7 +3,6 @@ the CPU they use, and py-spy profiles of the web workers."""
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from psycopg import sql
 
 from bench.jobs import with_database
 from bench.procs import ROOT, Service
+from devtools.supervisor import free_port, wait_http
 
 BENCH_DB = "bimride_bench_api"
 LOCK_KEY = 0x62656E6361  # pg_advisory_lock: one API benchmark at a time per server
@@ -26,12 +26,6 @@ SLOW_PROVIDER_SECONDS = 2.0  # the SendGrid stand-in's answer time in the "befor
 
 def log(message: str) -> None:
     print(f"bench-api: {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the database -------------------------------------------------------------------------------
@@ -134,16 +128,6 @@ def job_totals() -> dict[str, int]:
 
 
 # --- the processes ------------------------------------------------------------------------------
-def wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(url, timeout=2).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
-
-
 def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service], str]:
     """Stand-ins, workers and web for `phase`; return them and the web's base URL."""
     stripe_port, sendgrid_port, web_port = free_port(), free_port(), free_port()

@@ -7,13 +7,11 @@ the parent (`bench.jobs`) can still kill what a crashed or timed-out suite left 
 import contextlib
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from devtools.supervisor import ROOT, Process
+
 LOG_DIR = ROOT / ".data"
-STOP_GRACE = 15  # seconds a service gets to stop after SIGTERM before its group is killed
 OURS = ("qcluster", "celery")  # what may appear in the command line of a listed process
 
 
@@ -38,52 +36,20 @@ def _write(pgids: list[int]) -> None:
         path.write_text("".join(f"{pgid}\n" for pgid in pgids))
 
 
-class Service:
-    """One command (a qcluster or a Celery worker) running in its own process group."""
+class Service(Process):
+    """One command (a qcluster or a Celery worker) in its own process group, listed in the
+    pid file until it is stopped; its log is .data/bench-<name>.log."""
 
     def __init__(self, name: str, command: list[str], env: dict[str, str]):
-        LOG_DIR.mkdir(exist_ok=True)
-        self.name = name
-        self.log_path = LOG_DIR / f"bench-{name}.log"
         mode = "ab" if name in _logged else "wb"  # each run of the benchmark starts them anew
         _logged.add(name)
-        self.log = open(self.log_path, mode)  # noqa: SIM115 - closed in stop()
-        self.started = time.time()
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        _write([*_listed(), self.process.pid])
+        super().__init__(name, command, env, log=LOG_DIR / f"bench-{name}.log", log_mode=mode)
+        _write([*_listed(), self.pid])
 
-    def pids(self) -> list[int]:
-        """The main process and its children (workers, pusher, monitor)."""
-        pids = [self.process.pid]
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.getpgid(int(proc.name)) == self.process.pid:
-                        pids.append(int(proc.name))
-        return sorted(set(pids))
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        """SIGTERM the main process (it stops its own children), then SIGKILL the group."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=STOP_GRACE)
-        kill_group(self.process.pid)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
-        _write([pgid for pgid in _listed() if pgid != self.process.pid])
-        self.log.close()
+    def stop(self, grace: float | None = None) -> bool:
+        stopped = super().stop(grace)
+        _write([pgid for pgid in _listed() if pgid != self.pid])
+        return stopped
 
 
 def kill_group(pgid: int) -> None:

@@ -4,18 +4,13 @@ Every process runs in its own session (process group) and is registered in `Proc
 `stop_all()` (called from the driver's `finally`) SIGTERMs and then SIGKILLs each group.
 """
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import requests
+from devtools.supervisor import ROOT, Process, free_port, wait_http
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
 PGDATA = DATA / "pg-reliability"
 LOG_DIR = DATA / "reliability"
@@ -43,62 +38,13 @@ def devdb(command: str) -> str:
     return result.stdout.strip()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Proc(Process):
+    """One command in its own process group, with its output in .data/reliability/<name>.log."""
 
-
-class Proc:
-    """One command in its own process group, with its output in a log file."""
+    grace = STOP_GRACE
 
     def __init__(self, name: str, command: list[str], env: dict[str, str]):
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.log = open(LOG_DIR / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def group(self) -> list[int]:
-        """Live pids in this process group other than the leader (django-q2's processes)."""
-        pids = []
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit() and int(entry.name) != self.pid:
-                with contextlib.suppress(OSError):
-                    if os.getpgid(int(entry.name)) == self.pid and not _zombie(int(entry.name)):
-                        pids.append(int(entry.name))
-        return pids
-
-    def kill(self) -> None:
-        """SIGKILL the whole group (a crash of the host process, say)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=STOP_GRACE)
-        self.kill()
-        self.log.close()
-
-
-def _zombie(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        super().__init__(name, command, env, log=LOG_DIR / f"{name}.log")
 
 
 class Processes:
@@ -139,18 +85,13 @@ class Processes:
         }
         proc = self.start(name, command, web_env)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(base + "/healthz", timeout=2).status_code == 200:
-                    return proc, base
-            if not proc.alive():
-                break
-            time.sleep(0.2)
-        raise RuntimeError(f"web server did not come up; see {LOG_DIR / (name + '.log')}")
+        try:
+            wait_http(base + "/healthz", 60, process=proc)
+        except RuntimeError as error:
+            raise RuntimeError(f"web server did not come up ({error}); see {proc.log_path}")
+        return proc, base
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
-            if proc.alive() or not proc.log.closed:
-                proc.stop()
+            proc.stop()
         self.procs.clear()

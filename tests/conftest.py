@@ -1,12 +1,8 @@
 """Fixtures: users and API clients per role, and real `qcluster` worker processes."""
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -15,9 +11,8 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from devtools.stripe_standin import StripeStandin
+from devtools.supervisor import ROOT, Process
 from tests.factories import DriverFactory, RiderFactory, UserFactory
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, what: str = ""):
@@ -105,17 +100,15 @@ def database_url() -> str:
     return f"postgresql://{auth}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-class Cluster:
+class Cluster(Process):
     """One `manage.py qcluster` process (sentinel, pusher, monitor and workers) for a queue."""
 
     def __init__(self, queue: str, workers: int, env: dict):
         self.queue = queue
-        self.log = open(ROOT / ".data" / f"qcluster-{queue}-{os.getpid()}.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
+        super().__init__(
+            f"qcluster-{queue}",
             [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env={
-                **os.environ,
+            {
                 "DATABASE_URL": database_url(),
                 "Q_CLUSTER_NAME": queue,
                 f"Q_WORKERS_{queue.upper()}": str(workers),
@@ -125,27 +118,8 @@ class Cluster:
                 "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
                 **env,
             },
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            log=ROOT / ".data" / f"qcluster-{queue}-{os.getpid()}.log",
         )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.send_signal(signal.SIGTERM)  # django-q2 stops its children itself
-                self.process.wait(timeout=15)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # anything the shutdown left behind
-        self.log.close()
-
-    def kill(self) -> None:
-        """SIGKILL the whole cluster: sentinel, pusher, monitor, workers."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=5)
 
 
 @pytest.fixture(scope="session")
@@ -158,7 +132,6 @@ def shared_stripe_standin():
 @pytest.fixture
 def start_cluster(transactional_db, shared_stripe_standin):
     """Start `qcluster` processes against the test database; all stopped at teardown."""
-    (ROOT / ".data").mkdir(exist_ok=True)
     clusters: list[Cluster] = []
     stripe = {"STRIPE_API_BASE": shared_stripe_standin.api_base, "STRIPE_TIMEOUT": "2"}
 

@@ -3,8 +3,6 @@
 import contextlib
 import os
 import signal
-import socket
-import subprocess
 import sys
 from io import StringIO
 from pathlib import Path
@@ -16,16 +14,11 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from bimride.jobs.models import Job
+from devtools.supervisor import Process, free_port
 from rides.models import Driver, Rider
-from tests.conftest import ROOT, database_url, wait_until
+from tests.conftest import database_url, wait_until
 
 ADMIN = {"email": "ops@example.com", "password": "ops-password-for-tests"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def answers(method: str, url: str, **kwargs) -> bool:
@@ -59,26 +52,19 @@ def alive_in_sessions(sessions: set[int]) -> set[int]:
 
 
 @pytest.mark.workers
-def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db):
+def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db, tmp_path):
     port = free_port()
-    (ROOT / ".data").mkdir(exist_ok=True)
     env = {
-        **os.environ,
         "DATABASE_URL": database_url(),
         "PORT": str(port),
         "ADMIN_EMAIL": ADMIN["email"],
         "ADMIN_PASSWORD": ADMIN["password"],
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+        "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}",  # the stand-in's
     }
-    with open(ROOT / ".data" / f"run-{os.getpid()}.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devtools.run"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    run = Process(
+        "run", [sys.executable, "-m", "devtools.run"], env, log=tmp_path / "run.log", log_mode="wb"
+    )
     base = f"http://127.0.0.1:{port}"
     clusters: set[int] = set()
     try:
@@ -90,22 +76,17 @@ def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db
             what="the admin's token",
         )
         clusters = wait_until(
-            lambda: len(found := qcluster_children(process.pid)) == 3 and found,
+            lambda: len(found := qcluster_children(run.pid)) == 3 and found,
             what="one qcluster per queue",
         )
+        assert answers("GET", f"{env['STRIPE_API_BASE']}/_standin/state")
 
-        process.send_signal(signal.SIGINT)
+        run.process.send_signal(signal.SIGINT)
 
-        assert process.wait(timeout=20) == 0
+        assert run.process.wait(timeout=20) == 0, (tmp_path / "run.log").read_text()
         assert not alive_in_sessions(clusters)
     finally:
-        if process.poll() is None:
-            process.terminate()  # devtools.run stops its children
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+        run.stop(grace=20)  # devtools.run stops its children on SIGTERM too
         for pid in clusters:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
