@@ -2,9 +2,10 @@
 
 Usage: ``python -m devtools.run`` (with DATABASE_URL set, as `make run` does).
 
-Without STRIPE_API_KEY it also runs the Stripe stand-in on STRIPE_API_BASE's port. The
-children run in their own sessions, so a terminal Ctrl-C reaches only this process, which
-stops them once with `devtools.supervisor.stop_all`.
+Without STRIPE_API_KEY it also runs the Stripe stand-in on STRIPE_API_BASE's port, keeping its
+objects in `.data/stripe-standin.json` (STRIPE_STANDIN_STATE) across runs. The children run in
+their own sessions, so a terminal Ctrl-C reaches only this process, which stops them once with
+`devtools.supervisor.stop_all`.
 """
 
 import os
@@ -14,9 +15,10 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from devtools.supervisor import STOP_GRACE, Process, stop_all
+from devtools.supervisor import ROOT, STOP_GRACE, Process, stop_all
 
 DEFAULT_ADMIN_EMAIL = "admin@bimride.example"
+STANDIN_STATE = ROOT / ".data" / "stripe-standin.json"
 
 
 def say(message: str) -> None:
@@ -83,7 +85,8 @@ def commands(port: str) -> dict[str, tuple[list[str], dict[str, str]]]:
         found[f"worker {queue}"] = ([*manage, "qcluster"], {"Q_CLUSTER_NAME": queue})
     if settings.STRIPE_USES_STANDIN:  # no STRIPE_API_KEY: payments talk to a local stand-in
         stripe_port = str(urlsplit(settings.STRIPE_API_BASE).port or 12111)
-        standin = [py, "-m", "devtools.stripe_standin", "--port", stripe_port]
+        state = os.environ.get("STRIPE_STANDIN_STATE") or str(STANDIN_STATE)
+        standin = [py, "-m", "devtools.stripe_standin", "--port", stripe_port, "--state", state]
         found["Stripe stand-in"] = (standin, {})
         say(f"STRIPE_API_KEY is unset: payments use the Stripe stand-in on {stripe_port}")
     return found

@@ -20,6 +20,10 @@ Failure injection, for the next matching requests: `standin.fail_next("decline" 
 are not stored under the key (a retry runs for real); a decline is, as at Stripe. On transfers,
 `insufficient_funds` answers Stripe's `balance_insufficient`.
 
+State: in memory, fresh for each instance; with `state_file=` (standalone: `--state PATH`, as
+`make run` does with `.data/stripe-standin.json`) its objects and stored idempotent answers are
+loaded at start and written after every change, so they outlive a restart.
+
 Counters: `standin.captures(pi_id)` (captures executed, replays excluded), `standin.charges`
 (payment intents that moved money), `standin.transfers` (by id), `standin.replays`;
 `GET /_standin/state` for all of it.
@@ -31,17 +35,20 @@ Standalone: `python -m devtools.stripe_standin --port 12111` runs it until Ctrl-
 import argparse
 import hashlib
 import json
+import os
 import secrets
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from devtools.loopback import LoopbackServer, QuietHandler
 
 KINDS = ("decline", "insufficient_funds", "invalid", "429", "500", "slow")
+OBJECTS = ("customers", "payment_methods", "intents", "refunds", "accounts", "transfers")
 REUSED_KEY = (
     "Keys for idempotent requests can only be used with the same parameters they were first "
     "used with."
@@ -96,7 +103,7 @@ class Injected:
 class StripeStandin(LoopbackServer):
     """The server and its state. Thread-safe: its HTTP threads and the test share it."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, state_file: Path | None = None):
         self.customers: dict[str, dict] = {}
         self.payment_methods: dict[str, dict] = {}
         self.intents: dict[str, dict] = {}
@@ -112,6 +119,9 @@ class StripeStandin(LoopbackServer):
         self._injected: list[Injected] = []
         self._lock = threading.RLock()
         self._key_locks: dict[str, threading.Lock] = {}
+        self.state_file = Path(state_file) if state_file else None
+        if self.state_file is not None and self.state_file.exists():
+            self._load()
         super().__init__(_handler_for(self), host, port)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -161,6 +171,26 @@ class StripeStandin(LoopbackServer):
                 "requests": dict(self.requests),
             }
 
+    # --- persistence ----------------------------------------------------------------------------
+    def _load(self) -> None:
+        data = json.loads(self.state_file.read_text())
+        for name in OBJECTS:
+            getattr(self, name).update(data.get(name, {}))
+        self._captures.update(data.get("captures", {}))
+        self._stored = {key: tuple(stored) for key, stored in data.get("stored", {}).items()}
+
+    def _save(self) -> None:
+        """Write the state file (atomically: a crash leaves the previous one)."""
+        if self.state_file is None:
+            return
+        with self._lock:  # one writer at a time, so the newest state is the one kept
+            data = {name: getattr(self, name) for name in OBJECTS}
+            data |= {"captures": self._captures, "stored": self._stored}
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.state_file.with_name(f"{self.state_file.name}.partial")
+            partial.write_text(json.dumps(data))
+            os.replace(partial, self.state_file)
+
     # --- answering ------------------------------------------------------------------------------
     def handle(self, method: str, path: str, headers, body: str) -> tuple[int, dict, dict]:
         """(status, extra headers, JSON body) for one API request."""
@@ -174,6 +204,12 @@ class StripeStandin(LoopbackServer):
         if injected is not None and injected.kind == "slow":
             time.sleep(injected.delay)
             injected = None
+        answer = self._answer(method, path, headers, body, injected)
+        if method == "POST" and answer[0] < 500:
+            self._save()
+        return answer
+
+    def _answer(self, method: str, path: str, headers, body: str, injected):
         if injected is not None and injected.kind in ("429", "500"):
             return self._injected_failure(injected.kind)
         params = parse_form(body)
@@ -194,7 +230,8 @@ class StripeStandin(LoopbackServer):
                 return stored[1], {"Idempotent-Replayed": "true"}, stored[2]
             status, extra, data = self._execute(method, path, params, injected)
             if status < 500 and status != 429:
-                self._stored[key] = (fingerprint, status, data)
+                with self._lock:
+                    self._stored[key] = (fingerprint, status, data)
             return status, {**extra, "Idempotency-Key": key}, data
 
     def _take_injection(self, path: str) -> Injected | None:
@@ -561,8 +598,9 @@ def _handler_for(standin: StripeStandin) -> type[BaseHTTPRequestHandler]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=12111)
+    parser.add_argument("--state", type=Path, help="keep the state in this JSON file")
     args = parser.parse_args()
-    standin = StripeStandin(port=args.port)
+    standin = StripeStandin(port=args.port, state_file=args.state)
     standin.serve_until_interrupted(
         f"Stripe stand-in at {standin.api_base} (STRIPE_API_BASE); Ctrl-C stops it"
     )

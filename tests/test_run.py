@@ -61,6 +61,7 @@ def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db
         "ADMIN_PASSWORD": ADMIN["password"],
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
         "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}",  # the stand-in's
+        "STRIPE_STANDIN_STATE": str(tmp_path / "stripe-standin.json"),
     }
     run = Process(
         "run", [sys.executable, "-m", "devtools.run"], env, log=tmp_path / "run.log", log_mode="wb"
