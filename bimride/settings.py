@@ -312,9 +312,6 @@ PAYOUT_MIN_RIDES = env.int("PAYOUT_MIN_RIDES", 10)
 PAYOUT_PER_RIDE = env.int("PAYOUT_PER_RIDE", 100)
 # Payouts are Stripe transfers to each driver's connected (Express) account in this country.
 STRIPE_CONNECT_COUNTRY = env.str("STRIPE_CONNECT_COUNTRY", "US")
-# TEST HOOK, never set in production: seconds a payment job sleeps after Stripe answered and
-# before it records the answer, so a test can kill the worker in that window.
-PAYMENTS_TEST_PAUSE_AFTER_STRIPE = env.float("PAYMENTS_TEST_PAUSE_AFTER_STRIPE", 0.0)
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")

@@ -15,10 +15,12 @@ Endpoints: `POST /v1/customers`, `POST /v1/payment_methods/{pm}/attach` (test to
 object.
 
 Failure injection, for the next matching requests: `standin.fail_next("decline" | "invalid" |
-"429" | "500" | "slow", times=1, path="capture", delay=...)`, or standalone
+"429" | "500" | "slow" | "hold", times=1, path="capture", delay=...)`, or standalone
 `POST /_standin/fail {"kind": "500", "times": 2, "path": "capture"}`. Injected 429/500 answers
 are not stored under the key (a retry runs for real); a decline is, as at Stripe. On transfers,
-`insufficient_funds` answers Stripe's `balance_insufficient`.
+`insufficient_funds` answers Stripe's `balance_insufficient`. "slow" waits `delay` seconds
+before doing the work; "hold" does the work, then holds the answer for `delay` seconds (a
+window in which the caller can die after Stripe acted and before it heard).
 
 State: in memory, fresh for each instance; with `state_file=` (standalone: `--state PATH`, as
 `make run` does with `.data/stripe-standin.json`) its objects and stored idempotent answers are
@@ -47,7 +49,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from devtools.loopback import LoopbackServer, QuietHandler
 
-KINDS = ("decline", "insufficient_funds", "invalid", "429", "500", "slow")
+KINDS = ("decline", "insufficient_funds", "invalid", "429", "500", "slow", "hold")
 OBJECTS = ("customers", "payment_methods", "intents", "refunds", "accounts", "transfers")
 REUSED_KEY = (
     "Keys for idempotent requests can only be used with the same parameters they were first "
@@ -201,12 +203,17 @@ class StripeStandin(LoopbackServer):
         if not authorization.startswith("Bearer sk_") or len(authorization) < 12:
             return 401, {}, _error_body("invalid_request_error", "Invalid API Key provided.")
         injected = self._take_injection(path)
-        if injected is not None and injected.kind == "slow":
-            time.sleep(injected.delay)
+        hold = 0.0
+        if injected is not None and injected.kind in ("slow", "hold"):
+            if injected.kind == "slow":
+                time.sleep(injected.delay)
+            else:
+                hold = injected.delay
             injected = None
         answer = self._answer(method, path, headers, body, injected)
         if method == "POST" and answer[0] < 500:
             self._save()
+        time.sleep(hold)  # the work is done (and stored under its key); the caller waits
         return answer
 
     def _answer(self, method: str, path: str, headers, body: str, injected):

@@ -1,8 +1,6 @@
 """Authorise, capture, release and charge: each reads and locks, calls Stripe outside any
 transaction with a key derived from the payment, then records the answer."""
 
-import time
-
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -46,8 +44,6 @@ def _stripe(payment: Payment, call, source: str, **kwargs) -> dict:
             payment_id=payment.pk, code=error.code, message=error.stripe_message, source=source
         )
         raise
-    if settings.PAYMENTS_TEST_PAUSE_AFTER_STRIPE:  # TEST HOOK: a window to kill the worker in
-        time.sleep(settings.PAYMENTS_TEST_PAUSE_AFTER_STRIPE)
     return result
 
 

@@ -33,14 +33,9 @@ def payment_workers(start_cluster, stripe_standin):
     """Start a `critical` cluster whose workers talk to the stand-in (extra env allowed)."""
 
     def start(workers: int = 2, **env):
-        return start_cluster(
-            "critical",
-            workers=workers,
-            STRIPE_API_KEY="sk_test_standin",
-            STRIPE_API_BASE=stripe_standin.api_base,
-            STRIPE_TIMEOUT="2",
-            **env,
-        )
+        stripe = {"STRIPE_API_KEY": "sk_test_standin", "STRIPE_API_BASE": stripe_standin.api_base}
+        stripe["STRIPE_TIMEOUT"] = "2"
+        return start_cluster("critical", workers=workers, **(stripe | env))
 
     return start
 

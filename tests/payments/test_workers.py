@@ -111,11 +111,13 @@ def test_rate_limits_and_server_errors_are_retried_until_the_authorisation_succe
 def test_a_worker_killed_after_stripe_captured_does_not_capture_twice(
     payment_workers, stripe_standin, as_rider, driver
 ):
-    """Stripe answers the capture, then the worker dies before recording it. The re-run sends
-    the same Idempotency-Key and gets Stripe's stored answer: one capture."""
+    """Stripe captures, then the worker dies before it records the answer (the stand-in holds
+    the answer back for 5 s, well within the SDK's timeout). The re-run sends the same
+    Idempotency-Key and gets Stripe's stored answer: one capture."""
     ride = request_ride(as_rider)
-    services.payment_authorize(ride_id=ride.pk, source="test")  # in this process, no pause
-    payment_workers(workers=1, PAYMENTS_TEST_PAUSE_AFTER_STRIPE="3")
+    services.payment_authorize(ride_id=ride.pk, source="test")
+    stripe_standin.fail_next("hold", path="capture", delay=5)
+    payment_workers(workers=1, STRIPE_TIMEOUT="15")
     drive(ride, driver)
     job = jobs_named("payments.capture_payment").get()
     assert stripe_standin.captured.wait(timeout=20), "Stripe never saw the capture"
