@@ -4,6 +4,7 @@
 transaction, so a test can count effects: exactly one per succeeded job, none for a failure.
 """
 
+import dataclasses
 import os
 import sys
 import time
@@ -128,3 +129,9 @@ def report_q2compat(payload: dict, ctx: JobContext) -> dict:
             for owner, name, replacement in q2compat.PATCHES
         },
     }
+
+
+@job("tests.echo", timeout=10)
+def echo(payload: dict, ctx: JobContext) -> dict:
+    """Answer with the payload and the context it got."""
+    return {"payload": payload, "ctx": dataclasses.asdict(ctx)}

@@ -5,8 +5,6 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from bimride.jobs.enqueue import enqueue
-from bimride.jobs.registry import JobContext
 from devtools.sendgrid_standin import SendGridStandin
 from rides.models import Ride
 from tests.factories import DriverFactory, RideFactory
@@ -60,20 +58,3 @@ def completed_ride(rider, **fields) -> Ride:
 @pytest.fixture
 def ride(rider) -> Ride:
     return completed_ride(rider)
-
-
-def context_for(job) -> JobContext:
-    return JobContext(
-        job_id=job.pk,
-        name=job.name,
-        queue=job.queue,
-        attempt=1,
-        trace_id="",
-        idempotency_key=job.idempotency_key or f"job:{job.pk}",
-    )
-
-
-def job_and_context(name: str, payload: dict):
-    """A real job row (so the log can point at it) and the context of its first attempt."""
-    job = enqueue(name, payload)
-    return job, context_for(job)

@@ -5,10 +5,9 @@ from django.test import Client
 
 from bimride.jobs.models import Job
 from bimride.jobs.runner import run_job
-from notifications import tasks
+from bimride.jobs.testing import perform_job
 from notifications.models import Notification, Suppression
 from rides.models import Ride
-from tests.notifications.conftest import job_and_context
 
 LOG = "/admin/notifications/notification/"
 SUPPRESSIONS = "/admin/notifications/suppression/"
@@ -23,8 +22,7 @@ def admin_client(staff) -> Client:
 
 @pytest.fixture
 def sent_receipt(ride, sendgrid) -> Notification:
-    _, ctx = job_and_context("notifications.send_receipt", {"ride_id": ride.pk})
-    tasks.send_receipt({"ride_id": ride.pk}, ctx)
+    perform_job("notifications.send_receipt", {"ride_id": ride.pk})
     return Notification.objects.get(key=f"receipt:{ride.pk}")
 
 

@@ -11,13 +11,14 @@ from django.utils import timezone
 from bimride.jobs.enqueue import enqueue, publish
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.runner import run_job
+from bimride.jobs.testing import perform_job
 from notifications import tasks
 from notifications.models import Notification, Suppression
 from rides import services as rides
 from rides.models import Ride
 from rides.signals import ride_completing
 from tests.factories import DriverFactory, RideFactory
-from tests.notifications.conftest import completed_ride, job_and_context
+from tests.notifications.conftest import completed_ride
 
 RECEIPT = "notifications.send_receipt"
 
@@ -60,8 +61,7 @@ def test_a_completed_ride_owes_a_receipt_because_notifications_sends_one(receipt
 # --- the handlers alone -------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_the_receipt_handler_sends_once_and_marks_the_ride_sent(ride):
-    job, ctx = job_and_context(RECEIPT, {"ride_id": ride.pk})
-    result = tasks.send_receipt({"ride_id": ride.pk}, ctx)
+    result = perform_job(RECEIPT, {"ride_id": ride.pk})
 
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [ride.rider.user.email]
     notification = receipt_of(ride)
@@ -73,18 +73,18 @@ def test_the_receipt_handler_sends_once_and_marks_the_ride_sent(ride):
     assert notification.status == "sent" and notification.attempts == 1
     assert notification.message_id == mail.outbox[0].extra_headers["Message-ID"]
     assert notification.template == "receipt" and notification.recipient == ride.rider.user.email
-    assert notification.subject == mail.outbox[0].subject and notification.job_id == job.pk
+    assert notification.subject == mail.outbox[0].subject
+    assert notification.job_id == Job.objects.get(name=RECEIPT).pk
     assert notification.sent_at and notification.last_attempt_at
     assert receipt_status(ride) == "sent"
 
-    again = tasks.send_receipt({"ride_id": ride.pk}, ctx)
+    again = perform_job(RECEIPT, {"ride_id": ride.pk})
     assert again["already_sent"] is True and len(mail.outbox) == 1
 
 
 @pytest.mark.django_db
 def test_through_sendgrid_the_log_keeps_the_id_tracking_events_carry(ride, sendgrid):
-    _, ctx = job_and_context(RECEIPT, {"ride_id": ride.pk})
-    tasks.send_receipt({"ride_id": ride.pk}, ctx)
+    perform_job(RECEIPT, {"ride_id": ride.pk})
 
     [received] = sendgrid.received()
     assert received.to == ride.rider.user.email and received.anymail_id

@@ -7,10 +7,9 @@ import time
 import pytest
 from django.test import Client
 
-from notifications import tasks
+from bimride.jobs.testing import perform_job
 from notifications.models import Notification, Suppression
 from rides.models import Ride
-from tests.notifications.conftest import job_and_context
 
 URL = "/webhooks/anymail/sendgrid/tracking/"
 SECRET = "sendgrid:s3cret-webhook-password"
@@ -24,8 +23,7 @@ def _webhook_secret(settings):
 @pytest.fixture
 def sent_receipt(ride) -> Notification:
     """The receipt of `ride`, accepted by the provider."""
-    _, ctx = job_and_context("notifications.send_receipt", {"ride_id": ride.pk})
-    tasks.send_receipt({"ride_id": ride.pk}, ctx)
+    perform_job("notifications.send_receipt", {"ride_id": ride.pk})
     return Notification.objects.get(key=f"receipt:{ride.pk}")
 
 
@@ -139,7 +137,6 @@ def test_events_for_unknown_messages_are_acknowledged_and_ignored(sent_receipt):
 @pytest.mark.django_db
 def test_a_later_send_to_a_bounced_address_is_skipped(sent_receipt, ride):
     post([event(sent_receipt, "bounce", type="bounce", reason="550 no such user")])
-    _, ctx = job_and_context("notifications.send_welcome", {"user_id": ride.rider.user_id})
-    result = tasks.send_welcome({"user_id": ride.rider.user_id}, ctx)
+    result = perform_job("notifications.send_welcome", {"user_id": ride.rider.user_id})
     assert result["skipped"].endswith("is suppressed (bounced)")
     assert Notification.objects.get(key=f"welcome:{ride.rider.user_id}").status == "suppressed"

@@ -6,7 +6,6 @@ import pytest
 from django.utils import timezone
 
 from bimride.jobs.models import Job
-from bimride.jobs.registry import JobContext
 from devtools.stripe_standin import StripeStandin
 from payments.models import Payment
 from rides.models import Ride
@@ -57,12 +56,6 @@ def ride_in(status: str, *, rider=None, driver=None, **fields) -> Ride:
     if rider is not None:
         values["rider"] = rider
     return RideFactory(**(values | fields))
-
-
-def ctx(name: str = "payments.test", job_id: int = 1) -> JobContext:
-    return JobContext(
-        job_id=job_id, name=name, queue="critical", attempt=1, trace_id="", idempotency_key=""
-    )
 
 
 def payment_of(ride: Ride, kind: str = "ride") -> Payment | None:

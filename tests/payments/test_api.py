@@ -7,12 +7,11 @@ from django.utils import timezone
 
 from bimride.jobs.models import Job
 from bimride.jobs.runner import run_job
-from payments import tasks
+from bimride.jobs.testing import perform_job
 from payments.models import Refund
-from rides import tasks as ride_tasks
 from rides.models import PromoCode, PromoRedemption, Ride
 from tests.factories import DriverFactory
-from tests.payments.conftest import DROPOFF, PICKUP, ctx, jobs_named, payment_of, ride_in
+from tests.payments.conftest import DROPOFF, PICKUP, jobs_named, payment_of, ride_in
 
 pytestmark = pytest.mark.django_db
 
@@ -21,10 +20,10 @@ pytestmark = pytest.mark.django_db
 def captured(stripe_standin):
     """A ride whose fare (1174) was captured at the stand-in."""
     ride = ride_in("requested")
-    tasks.authorize_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.authorize_payment", {"ride_id": ride.pk})
     ride.status, ride.fare_amount, ride.driver = "completed", 1174, DriverFactory()
     ride.save()
-    tasks.capture_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.capture_payment", {"ride_id": ride.pk})
     return payment_of(ride)
 
 
@@ -90,7 +89,7 @@ def test_staff_see_a_payment_with_its_audit_trail(as_staff, captured):
 
 def test_an_uncaptured_payment_cannot_be_refunded(as_staff, stripe_standin):
     ride = ride_in("requested")
-    tasks.authorize_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.authorize_payment", {"ride_id": ride.pk})
     response = as_staff.post(f"/api/payments/{payment_of(ride).pk}/refunds", {})
     assert response.status_code == 409 and response.json()["error"]["code"] == "not_refundable"
 
@@ -130,13 +129,13 @@ def test_a_promo_code_discounts_the_authorised_and_captured_amounts(as_rider, st
     ride = Ride.objects.get(pk=response.json()["id"])
     code.refresh_from_db()
     assert code.times_used == 1 and PromoRedemption.objects.get().ride == ride
-    tasks.authorize_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.authorize_payment", {"ride_id": ride.pk})
     payment = payment_of(ride)
     assert payment.amount == ride.estimated_fare - ride.estimated_fare * 20 // 100
     assert payment.discount == ride.estimated_fare * 20 // 100
     ride.status, ride.fare_amount, ride.driver = "completed", 1000, DriverFactory()
     ride.save()
-    tasks.capture_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.capture_payment", {"ride_id": ride.pk})
     payment.refresh_from_db()
     assert payment.amount_captured == 800
 
@@ -171,15 +170,15 @@ def test_a_fixed_promo_never_makes_a_negative_amount():
 def test_expired_promo_codes_are_deactivated_by_the_daily_job():
     promo(expires_at=timezone.now() - timedelta(days=1))
     promo(code="LIVE", expires_at=timezone.now() + timedelta(days=1))
-    assert ride_tasks.expire_promo_codes({}, ctx()) == {"expired": 1}
+    assert perform_job("payments.expire_promo_codes", {}) == {"expired": 1}
     assert list(PromoCode.objects.filter(active=True).values_list("code", flat=True)) == ["LIVE"]
 
 
 def test_a_promo_covering_the_whole_fare_authorises_and_captures_nothing(stripe_standin):
     ride = ride_in("requested")
     PromoRedemption.objects.create(promo=promo(value=100), ride=ride, rider=ride.rider)
-    tasks.authorize_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.authorize_payment", {"ride_id": ride.pk})
     ride.status, ride.fare_amount, ride.driver = "completed", 1000, DriverFactory()
     ride.save()
-    tasks.capture_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.capture_payment", {"ride_id": ride.pk})
     assert payment_of(ride).status == "released" and stripe_standin.intents == {}

@@ -5,12 +5,13 @@ from datetime import timedelta
 import pytest
 
 from bimride.jobs.models import Job
-from payments import services, tasks
+from bimride.jobs.testing import perform_job
+from payments import services
 from payments.models import Payment, StripeCustomer
 from payments.stripe_client import PaymentDeclined
 from rides.models import RideEvent
 from tests.factories import DriverFactory
-from tests.payments.conftest import ctx, jobs_named, payment_of, ride_in
+from tests.payments.conftest import jobs_named, payment_of, ride_in
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ def completed(ride, fare: int):
 
 
 def authorized(ride):
-    tasks.authorize_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.authorize_payment", {"ride_id": ride.pk})
     return payment_of(ride)
 
 
@@ -50,7 +51,7 @@ def test_a_lower_final_fare_captures_less_than_authorised(stripe_standin):
     ride = ride_in("requested")
     authorized(ride)
     completed(ride, 1174)
-    tasks.capture_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.capture_payment", {"ride_id": ride.pk})
     payment = payment_of(ride)
     assert payment.status == "captured" and payment.amount_captured == 1174
     assert stripe_standin.captures(payment.stripe_payment_intent_id) == 1
@@ -61,8 +62,8 @@ def test_a_higher_final_fare_captures_all_and_charges_the_excess(stripe_standin)
     ride = ride_in("requested")
     authorized(ride)
     completed(ride, 2100)
-    tasks.capture_payment({"ride_id": ride.pk}, ctx())
-    tasks.capture_payment({"ride_id": ride.pk}, ctx())  # a re-run charges nothing again
+    perform_job("payments.capture_payment", {"ride_id": ride.pk})
+    perform_job("payments.capture_payment", {"ride_id": ride.pk})  # a re-run charges nothing again
     assert payment_of(ride).amount_captured == 1500
     extra = payment_of(ride, "extra")
     assert extra.status == "captured" and extra.amount == extra.amount_captured == 600
@@ -72,7 +73,7 @@ def test_a_higher_final_fare_captures_all_and_charges_the_excess(stripe_standin)
 def test_capturing_before_the_authorisation_is_made_is_retried(stripe_standin):
     ride = ride_in("completed")
     with pytest.raises(services.AuthorizationPending):
-        tasks.capture_payment({"ride_id": ride.pk}, ctx())
+        perform_job("payments.capture_payment", {"ride_id": ride.pk})
 
 
 def test_cancelling_releases_the_authorisation(stripe_standin):
@@ -80,7 +81,7 @@ def test_cancelling_releases_the_authorisation(stripe_standin):
     payment = authorized(ride)
     ride.status = "cancelled"
     ride.save()
-    tasks.release_authorization({"ride_id": ride.pk, "cancelled_by": "rider"}, ctx())
+    perform_job("payments.release_authorization", {"ride_id": ride.pk, "cancelled_by": "rider"})
     payment.refresh_from_db()
     assert payment.status == "released"
     assert stripe_standin.intents[payment.stripe_payment_intent_id]["status"] == "canceled"
@@ -89,7 +90,7 @@ def test_cancelling_releases_the_authorisation(stripe_standin):
 
 def test_a_ride_cancelled_before_authorisation_is_never_authorised(stripe_standin):
     ride = ride_in("cancelled")
-    tasks.release_authorization({"ride_id": ride.pk, "cancelled_by": "rider"}, ctx())
+    perform_job("payments.release_authorization", {"ride_id": ride.pk, "cancelled_by": "rider"})
     assert authorized(ride).status == "released"
     assert stripe_standin.intents == {}
 
@@ -101,11 +102,11 @@ def test_a_late_rider_cancellation_charges_the_fee_as_a_deferred_job(stripe_stan
     ride.status = "cancelled"
     ride.save()
     payload = {"ride_id": ride.pk, "cancelled_by": "rider", "after_accept_seconds": 121}
-    tasks.release_authorization(payload, ctx())
+    perform_job("payments.release_authorization", payload)
     [fee_job] = jobs_named("payments.charge_cancellation_fee")
     assert fee_job.run_at - fee_job.created_at >= settings.CANCELLATION_FEE_DELAY - timedelta(1)
     assert fee_job.idempotency_key == f"cancel_fee:{ride.pk}"
-    tasks.charge_cancellation_fee({"ride_id": ride.pk}, ctx())
+    perform_job("payments.charge_cancellation_fee", {"ride_id": ride.pk})
     fee = payment_of(ride, "cancellation_fee")
     assert fee.status == "captured" and fee.amount_captured == 500
     ride.refresh_from_db()
@@ -121,13 +122,14 @@ def test_no_fee_within_the_grace_period_or_when_not_the_rider(
     settings.CANCELLATION_GRACE_SECONDS = 120
     ride = ride_in("cancelled")
     payload = {"ride_id": ride.pk, "cancelled_by": cancelled_by, "after_accept_seconds": seconds}
-    tasks.release_authorization(payload, ctx())
+    perform_job("payments.release_authorization", payload)
     assert not jobs_named("payments.charge_cancellation_fee").exists()
 
 
 def test_the_fee_is_skipped_if_the_ride_was_completed_after_all(stripe_standin):
     ride = ride_in("completed")
-    assert tasks.charge_cancellation_fee({"ride_id": ride.pk}, ctx()) == {"skipped": True}
+    result = perform_job("payments.charge_cancellation_fee", {"ride_id": ride.pk})
+    assert result == {"skipped": True}
     assert stripe_standin.intents == {}
 
 
@@ -135,7 +137,7 @@ def test_a_declined_card_fails_the_payment_flags_the_ride_and_tells_the_rider(st
     ride = ride_in("requested")
     stripe_standin.fail_next("decline", path="payment_intents")
     with pytest.raises(PaymentDeclined) as caught:
-        tasks.authorize_payment({"ride_id": ride.pk}, ctx())
+        perform_job("payments.authorize_payment", {"ride_id": ride.pk})
     assert caught.value.code == "card_declined"
     payment = payment_of(ride)
     assert payment.status == "failed" and payment.failure_code == "card_declined"
@@ -164,7 +166,7 @@ def test_an_excess_below_stripes_minimum_charge_is_waived(stripe_standin):
     ride = ride_in("requested")
     authorized(ride)
     completed(ride, 1530)
-    tasks.capture_payment({"ride_id": ride.pk}, ctx())
+    perform_job("payments.capture_payment", {"ride_id": ride.pk})
     payment = payment_of(ride)
     assert payment.amount_captured == 1500 and payment_of(ride, "extra") is None
     assert payment.events.filter(note__contains="waived").count() == 1
