@@ -1,8 +1,14 @@
 """The one module that imports `stripe`: every call BimRide makes to Stripe, and the mapping of
 Stripe's errors to ours.
 
-Each call takes the idempotency key of the job that makes it, so a re-run (a crash, a timeout, a
-duplicate delivery) is answered with Stripe's stored first response instead of acting twice.
+Each call takes an idempotency key that the payment services derive from what it acts on
+(`customer:<rider id>`, `authorize:<payment id>`, `capture:<payment id>`, `refund:<refund id>`,
+`payout:<payout id>`), not from the job: every job and attempt acting on the same object sends
+the same key, so a re-run (a crash, a timeout, a duplicate delivery, a second job for the same
+ride, a retried dead letter) is answered with Stripe's stored first response instead of acting
+twice. Only a payout whose transfer Stripe refused, and that finds no transfer made, tries again
+under a new key (`payout:<payout id>:<failures>`).
+
 Calls return plain dicts. A declined card and a request Stripe refuses are `PermanentError`s
 (dead-lettered at once); rate limits, connection errors, timeouts and 5xx are `StripeUnavailable`
 (retried with the payments retry policy). The SDK never retries on its own: the job system does.
