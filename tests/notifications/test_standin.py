@@ -1,13 +1,11 @@
 """The SendGrid stand-in itself: SendGrid's answers, and its standalone mode."""
 
-import socket
-import subprocess
 import sys
 
 import pytest
 import requests
 
-from tests.conftest import ROOT, wait_until
+from devtools.supervisor import Process, free_port, wait_http
 
 MAIL = {
     "personalizations": [
@@ -47,27 +45,15 @@ def test_it_answers_like_sendgrids_mail_send(sendgrid_standin):
 
 @pytest.fixture
 def standalone():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.sendgrid_standin", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
+    port = free_port()
+    command = [sys.executable, "-m", "devtools.sendgrid_standin", "--port", str(port)]
+    process = Process("sendgrid-standin", command)
     yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=5)
+    assert process.stop(grace=5), "the stand-in did not stop on SIGTERM"
 
 
 def test_it_runs_standalone_and_is_switched_over_http(standalone):
-    def up():
-        try:
-            return call(f"{standalone}/_standin/messages")[0] == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until(up, timeout=10, what="the standalone stand-in")
+    wait_http(f"{standalone}/_standin/messages", 10)
     assert call(f"{standalone}/v3/mail/send", MAIL)[0] == 202
     assert call(f"{standalone}/_standin/mode", {"mode": "503"})[0] == 200
     assert call(f"{standalone}/v3/mail/send", MAIL)[0] == 503
