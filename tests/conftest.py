@@ -1,4 +1,4 @@
-"""Fixtures: users and API clients per role, and real `qcluster` worker processes."""
+"""Fixtures: users and API clients per role, the provider stand-ins, real `qcluster` processes."""
 
 import os
 import sys
@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from devtools.sendgrid_standin import SendGridStandin
 from devtools.stripe_standin import StripeStandin
 from devtools.supervisor import ROOT, Process
 from tests.factories import DriverFactory, RiderFactory, UserFactory
@@ -120,6 +121,23 @@ class Cluster(Process):
             },
             log=ROOT / ".data" / f"qcluster-{queue}-{os.getpid()}.log",
         )
+
+
+@pytest.fixture
+def stripe_standin(settings):
+    """A Stripe stand-in on 127.0.0.1; this process's SDK talks to it."""
+    with StripeStandin() as standin:
+        settings.STRIPE_API_KEY = "sk_test_standin"
+        settings.STRIPE_API_BASE = standin.api_base
+        settings.STRIPE_TIMEOUT = 2.0
+        yield standin
+
+
+@pytest.fixture
+def sendgrid_standin():
+    """A SendGrid v3 stand-in on 127.0.0.1, answering 202 until told otherwise."""
+    with SendGridStandin() as standin:
+        yield standin
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Notification fixtures: the SendGrid stand-in, anymail pointed at it, rides with receipts."""
+"""Notification fixtures: anymail pointed at the SendGrid stand-in, rides with receipts."""
 
 from decimal import Decimal
 
@@ -16,13 +16,6 @@ SENDGRID_BACKEND = "anymail.backends.sendgrid.EmailBackend"
 def _fast_password_hashing(settings):
     """Each factory user hashes a password: PBKDF2 would cost 0.3 s per user, MD5 nothing."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def sendgrid_standin():
-    """A SendGrid v3 stand-in on 127.0.0.1, answering 202 until told otherwise."""
-    with SendGridStandin() as standin:
-        yield standin
 
 
 @pytest.fixture

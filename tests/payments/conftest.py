@@ -1,4 +1,4 @@
-"""Payments fixtures: the Stripe stand-in (the SDK pointed at it), rides in each state, workers."""
+"""Payments fixtures: rides in each state, workers that talk to the Stripe stand-in."""
 
 from decimal import Decimal
 
@@ -6,7 +6,6 @@ import pytest
 from django.utils import timezone
 
 from bimride.jobs.models import Job
-from devtools.stripe_standin import StripeStandin
 from payments.models import Payment
 from rides.models import Ride
 from tests.factories import DriverFactory, RideFactory
@@ -15,16 +14,6 @@ PICKUP = {"lat": 52.52, "lng": 13.405}
 DROPOFF = {"lat": 52.50, "lng": 13.45}
 # A fare of 250 + 360 + 300 = 910, below the estimate (1138) of PICKUP to DROPOFF.
 COMPLETE_BODY = {"distance_km": "3.00", "duration_min": 10}
-
-
-@pytest.fixture
-def stripe_standin(settings):
-    """A Stripe stand-in on 127.0.0.1; this process's SDK talks to it."""
-    with StripeStandin() as standin:
-        settings.STRIPE_API_KEY = "sk_test_standin"
-        settings.STRIPE_API_BASE = standin.api_base
-        settings.STRIPE_TIMEOUT = 2.0
-        yield standin
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 90  # seconds for any devdb command; a cold start takes ~1 s
 
 
