@@ -72,7 +72,7 @@ QUICK = {
     "provider_retry_scale": 0.3,
     "provider_drain_timeout": 90,
 }
-STANDINS = ("devtools/stripe_standin.py", "devtools/sendgrid_standin.py")
+STANDINS = ("devtools/stripe_standin", "devtools/sendgrid_standin.py")
 
 
 def provider_outage(procs, cfg):

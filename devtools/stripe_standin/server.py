@@ -611,7 +611,3 @@ def main() -> None:
     standin.serve_until_interrupted(
         f"Stripe stand-in at {standin.api_base} (STRIPE_API_BASE); Ctrl-C stops it"
     )
-
-
-if __name__ == "__main__":
-    main()
