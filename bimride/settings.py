@@ -286,7 +286,7 @@ if PRODUCTION and ANYMAIL["SENDGRID_API_KEY"] and not ANYMAIL["WEBHOOK_SECRET"]:
 
 # --- Payments -----------------------------------------------------------------------------------
 # Stripe through the real SDK. Without STRIPE_API_KEY, the local stand-in
-# (devtools/stripe_standin.py, started by `make run`) answers on STRIPE_API_BASE; with the key
+# (devtools/stripe_standin/, started by `make run`) answers on STRIPE_API_BASE; with the key
 # set, the same code talks to Stripe itself.
 _STRIPE_KEY = env.str("STRIPE_API_KEY", "")
 STRIPE_USES_STANDIN = not _STRIPE_KEY
