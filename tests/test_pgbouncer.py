@@ -1,0 +1,74 @@
+"""Tests of devtools.pgbouncer: a PgBouncer in transaction mode in front of the test database.
+
+Each test owns the pooler it starts (in .data/pgbouncer-<port>) and stops it. Without
+pgbouncer, and no way to install it (not root, or no apt-get), they skip, saying why.
+"""
+
+import psycopg
+import pytest
+from django.contrib.auth import get_user_model
+
+from devtools.pgbouncer import PgBouncer, PgBouncerError, binary
+from tests.conftest import wait_until
+from tests.pooler import direct_database_url
+
+
+@pytest.fixture
+def pooler(transactional_db):
+    """A PgBouncer (one server connection per pool) in front of the test database."""
+    try:
+        binary()
+    except PgBouncerError as exc:
+        pytest.skip(str(exc))
+    pooler = PgBouncer(direct_database_url(), pool_size=1)
+    pooler.start()
+    yield pooler
+    pooler.stop()
+    assert pooler.pid() is None
+
+
+def test_queries_reach_the_test_database_through_the_pooler(pooler, rider):
+    assert pooler.url.startswith(f"postgresql://{pooler.upstream.user}@127.0.0.1:")
+    with pooler.connect() as conn:
+        count = conn.execute("SELECT count(*) FROM auth_user WHERE id = %s", [rider.user.pk])
+        assert count.fetchone() == (1,)
+        assert conn.execute("SELECT current_database()").fetchone()[0] == pooler.upstream.dbname
+    assert get_user_model().objects.filter(pk=rider.user.pk).exists()
+
+
+def test_two_clients_share_one_server_connection_between_transactions(pooler):
+    [pool] = [p for p in pooler.admin("SHOW POOLS") if p["database"] == pooler.upstream.dbname]
+    assert pool["pool_mode"] == "transaction"
+    with pooler.connect() as first, pooler.connect() as second:
+        one = first.execute("SELECT pg_backend_pid()").fetchone()
+        assert second.execute("SELECT pg_backend_pid()").fetchone() == one
+
+
+def test_a_session_setting_leaks_to_the_next_client(pooler):
+    """What transaction pooling does to `SET`: it stays on the server connection."""
+    with pooler.connect() as first, pooler.connect() as second:
+        first.execute("SET statement_timeout = '4242ms'")
+        assert second.execute("SHOW statement_timeout").fetchone() == ("4242ms",)
+
+
+def test_after_a_restart_every_connection_drops_and_new_ones_work(pooler):
+    port = pooler.port
+    old = pooler.connect()
+    assert old.execute("SELECT 1").fetchone() == (1,)
+    pooler.restart()
+    assert pooler.port == port and pooler.pid() is not None
+    with pytest.raises(psycopg.OperationalError):
+        old.execute("SELECT 1")
+    old.close()
+    assert wait_until(lambda: pooler.query("SELECT 2") == [(2,)], timeout=10)
+
+
+def test_closing_a_database_drops_the_server_connections_to_it(pooler):
+    with pooler.connect(application_name="pooler-test") as conn:
+        conn.execute("SELECT 1")
+    mine = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pooler-test'"
+    with psycopg.connect(direct_database_url(), autocommit=True) as direct:
+        assert direct.execute(mine).fetchone() == (1,)  # idle in the pool
+        pooler.close_database(pooler.upstream.dbname)
+        wait_until(lambda: direct.execute(mine).fetchone() == (0,), timeout=10)
+    assert pooler.query("SELECT 3") == [(3,)]
