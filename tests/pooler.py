@@ -7,9 +7,9 @@ A pytest plugin (`-p tests.pooler`, in pyproject's addopts), inert unless BIMRID
 set. Then, before Django reads its settings, it starts a PgBouncer owned by this test session in
 front of DATABASE_URL (or the embedded PostgreSQL) and points DATABASE_URL at it, so the test
 process, pytest-django's CREATE/DROP DATABASE, and every `qcluster` a test starts go through the
-pooler. PgBouncer 1.18 runs statements prepared on the server on whichever server connection
-comes next, so preparing is off (DB_PREPARE_THRESHOLD=0), and it refuses a startup `options`, so
-workers commit synchronously (JOB_ASYNC_COMMIT=0); either may be overridden to see the failure.
+pooler, with DB_TRANSACTION_POOLER=1 (see bimride/settings.py: no server-side prepared
+statements, no WITH HOLD cursors, no startup `options`). DB_PREPARE_THRESHOLD=2 or
+JOB_ASYNC_COMMIT=1 set on the command line bring those back, to see them fail.
 BIMRIDE_TEST_DIRECT_DATABASE_URL keeps the upstream's URL for what must bypass the pooler.
 """
 
@@ -34,8 +34,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
         _pooler = PgBouncer(upstream, pool_size=int(os.environ.get("POOLER_POOL_SIZE", "20")))
         os.environ[DIRECT_URL] = upstream
         os.environ["DATABASE_URL"] = _pooler.start()
-        os.environ.setdefault("DB_PREPARE_THRESHOLD", "0")
-        os.environ.setdefault("JOB_ASYNC_COMMIT", "0")
+        os.environ["DB_TRANSACTION_POOLER"] = "1"
     yield
 
 
