@@ -72,3 +72,17 @@ def test_closing_a_database_drops_the_server_connections_to_it(pooler):
         pooler.close_database(pooler.upstream.dbname)
         wait_until(lambda: direct.execute(mine).fetchone() == (0,), timeout=10)
     assert pooler.query("SELECT 3") == [(3,)]
+
+
+def test_a_startup_options_parameter_is_refused_not_silently_dropped(pooler):
+    """Why workers behind the pooler send no `-c synchronous_commit=off` (settings.py)."""
+    with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter: options"):
+        pooler.connect(options="-c synchronous_commit=off")
+
+
+def test_a_listen_through_the_pooler_hears_no_notify(pooler):
+    """Why a worker's LISTEN needs a direct connection (or the worker polls)."""
+    with pooler.connect() as listener, pooler.connect() as sender:
+        listener.execute('LISTEN "pooler_test"')
+        sender.execute("NOTIFY pooler_test")
+        assert list(listener.notifies(timeout=0.5, stop_after=1)) == []
