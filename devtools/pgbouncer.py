@@ -144,6 +144,7 @@ class Upstream:
         self.user = unquote(parts.username or "") or query.get("user", ["postgres"])[0]
         self.password = unquote(parts.password or "") or query.get("password", [""])[0]
         self.dbname = unquote(parts.path.lstrip("/")) or self.user
+        self.sslmode = query.get("sslmode", [""])[0]  # PgBouncer speaks TLS to it likewise
 
 
 def _quote_ini(value: str) -> str:
@@ -228,6 +229,7 @@ class PgBouncer:
             f"auth_file = {self.directory / 'userlist.txt'}",
             f"admin_users = {up.user}",
             f"stats_users = {up.user}",
+            *([f"server_tls_sslmode = {up.sslmode}"] if up.sslmode else []),
             *(f"{key} = {value}" for key, value in self.settings.items()),
             # Bounded waits: a client waits at most this long for a server connection, a failed
             # server login is retried after 1 s (not 15), a server must connect within 5 s.
@@ -338,9 +340,10 @@ class PgBouncer:
         deadline = time.monotonic() + STOP_TIMEOUT
         while self.pid() == pid:
             if time.monotonic() > deadline:
+                if sig == signal.SIGKILL:
+                    raise PgBouncerError(f"pgbouncer (pid {pid}) survived SIGKILL")
                 os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + STOP_TIMEOUT
-                sig = signal.SIGKILL
+                sig, deadline = signal.SIGKILL, time.monotonic() + STOP_TIMEOUT
             time.sleep(0.05)
         self.pidfile.unlink(missing_ok=True)
 
@@ -405,25 +408,29 @@ class PgBouncer:
 
 
 # --- the command line: one pooler per checkout, for make targets -------------------------------
-def _cli_pooler(args: argparse.Namespace | None = None) -> PgBouncer:
+def _cli_pooler(args: argparse.Namespace) -> PgBouncer:
+    """The checkout's pooler: a new one for `start` (on its last port if it ran before), else
+    the one that `start` recorded (its upstream URL and port, in its directory)."""
     directory = Path(os.environ.get("BIMRIDE_PGBOUNCER_DIR") or CLI_DIR).resolve()
-    saved = directory / "upstream"
-    if args is not None and args.command == "start":
-        upstream = os.environ.get("DATABASE_URL") or _devdb().start()
-        port = args.port
-        if port is None and (directory / "port").exists():
-            port = int((directory / "port").read_text())
-        pooler = PgBouncer(
-            upstream,
-            directory,
-            port=port,
-            pool_size=args.pool_size,
-            max_client_conn=args.max_client_conn,
-        )
-        return pooler
-    if not saved.exists():
-        return PgBouncer("postgresql://postgres@/postgres", directory)
-    return PgBouncer(saved.read_text(), directory, port=int((directory / "port").read_text()))
+    upstream, port = directory / "upstream", directory / "port"
+    last_port = int(port.read_text()) if port.exists() else None
+    if args.command != "start":
+        url = upstream.read_text() if upstream.exists() else "postgresql://postgres@/postgres"
+        return PgBouncer(url, directory, port=last_port)
+    url = os.environ.get("DATABASE_URL") or _devdb().start()
+    pooler = PgBouncer(
+        url,
+        directory,
+        port=args.port or last_port,
+        pool_size=args.pool_size,
+        max_client_conn=args.max_client_conn,
+    )
+    pooler.start()
+    fd = os.open(upstream, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold a password
+    with os.fdopen(fd, "w") as f:
+        f.write(url)
+    port.write_text(str(pooler.port))
+    return pooler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -436,29 +443,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         pooler = _cli_pooler(args)
+        running = pooler.pid() is not None
         if args.command == "start":
-            url = pooler.start()
-            fd = os.open(
-                pooler.directory / "upstream", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
-            )
-            with os.fdopen(fd, "w") as f:
-                f.write(os.environ.get("DATABASE_URL") or _devdb().database_url())
-            (pooler.directory / "port").write_text(str(pooler.port))
-            log(f"PgBouncer {version()} ({pooler.settings['pool_mode']} pooling) on {url}")
-            print(url, flush=True)
+            log(f"PgBouncer {version()} ({pooler.settings['pool_mode']} pooling) on {pooler.url}")
+            print(pooler.url, flush=True)
         elif args.command == "stop":
-            if pooler.pid() is None:
-                log("not running")
-            else:
-                log("stopping")
-                pooler.stop()
-        else:
-            running = pooler.pid() is not None
-            if args.command == "status":
-                print("running" if running else "stopped")
-            elif running:
-                print(pooler.url)
+            log("stopping" if running else "not running")
+            pooler.stop()
+        elif args.command == "status":
+            print("running" if running else "stopped")
             return 0 if running else 3
+        elif running:
+            print(pooler.url)
+        else:
+            return 3
     except PgBouncerError as exc:
         print(f"pgbouncer: {exc}", file=sys.stderr)
         return 1
