@@ -88,3 +88,13 @@ def direct_database_url() -> str:
     query = path.partition("?")[2]
     name = quote(connection.settings_dict["NAME"], safe="")
     return f"{head}://{authority}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+def session_pooler():
+    """The PgBouncer that this session's tests go through (skips when not pooled): a test may
+    restart it, or stop and start it, to show what clients see while it is down."""
+    if _pooler is None:
+        pytest.skip("runs only through the pooler (BIMRIDE_TEST_POOLER=1)")
+    yield _pooler
+    _pooler.start()  # running again, whatever the test did
