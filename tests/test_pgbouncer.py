@@ -4,9 +4,13 @@ Each test owns the pooler it starts (in .data/pgbouncer-<port>) and stops it. Wi
 pgbouncer, and no way to install it (not root, or no apt-get), they skip, saying why.
 """
 
+import os
+from urllib.parse import quote, urlsplit, urlunsplit
+
 import psycopg
 import pytest
 from django.contrib.auth import get_user_model
+from psycopg import sql
 
 from devtools.pgbouncer import PgBouncer, PgBouncerError, binary
 from tests.conftest import wait_until
@@ -86,3 +90,34 @@ def test_a_listen_through_the_pooler_hears_no_notify(pooler):
         listener.execute('LISTEN "pooler_test"')
         sender.execute("NOTIFY pooler_test")
         assert list(listener.notifies(timeout=0.5, stop_after=1)) == []
+
+
+@pytest.fixture
+def role_with_password(transactional_db):
+    """A login role with a password on the test server, dropped afterwards."""
+    name, password = f"pooler_test_{os.getpid()}", 's3cret pass"word'
+    with psycopg.connect(direct_database_url(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)
+            )
+        )
+    yield name, password
+    with psycopg.connect(direct_database_url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_an_upstream_url_with_a_password_is_checked_by_the_pooler(role_with_password):
+    try:
+        binary()
+    except PgBouncerError as exc:
+        pytest.skip(str(exc))
+    name, password = role_with_password
+    parts = urlsplit(direct_database_url())
+    netloc = f"{quote(name, safe='')}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    with PgBouncer(urlunsplit(parts._replace(netloc=netloc))) as pooler:
+        with psycopg.connect(pooler.url, connect_timeout=5) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (name,)
+        wrong = pooler.url.replace(quote(password, safe=""), "wrong")
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(wrong, connect_timeout=5)
