@@ -44,7 +44,7 @@ BINARIES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
 IS_ROOT = os.geteuid() == 0
 START_TIMEOUT = 20.0  # seconds for the daemon to answer a query through itself
 STOP_TIMEOUT = 10.0  # seconds for it to exit after SIGTERM, before SIGKILL
-INSTALL_TIMEOUT = 900  # seconds for apt-get, which may wait for another apt-get's lock
+INSTALL_TIMEOUT = 240  # seconds for each apt-get step, inside a test's time limit
 
 
 class PgBouncerError(Exception):
@@ -105,7 +105,7 @@ def binary() -> str:
             "(Debian/Ubuntu: sudo apt-get install pgbouncer) and run this again."
         )
     log("installing Debian's pgbouncer package (apt-get)")
-    lock = ["-o", "DPkg::Lock::Timeout=600"]
+    lock = ["-o", "DPkg::Lock::Timeout=120"]
     _run([apt, *lock, "update", "-qq"], timeout=INSTALL_TIMEOUT)
     _run([apt, *lock, "install", "-y", "-qq", "pgbouncer"], timeout=INSTALL_TIMEOUT)
     found = next((b for b in BINARIES if os.access(b, os.X_OK)), None)
