@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DB_URL = $${DATABASE_URL:-$$($(PY) -m devtools.devdb start)}
 
-.PHONY: run test lint fmt bench bench-jobs bench-growth bench-api reliability db-start db-stop db-status clean
+.PHONY: run test test-pooled lint fmt bench bench-jobs bench-growth bench-api reliability db-start db-stop db-status pooler-start pooler-stop clean
 
 $(VENV)/.installed: requirements.txt
 	@echo "==> installing the pinned requirements into $(VENV)"
@@ -21,6 +21,10 @@ run: venv
 
 test: venv
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m pytest $(PYTEST_ARGS)
+
+# The same through PgBouncer in transaction mode, its own per run (tests/pooler.py).
+test-pooled: venv
+	@export DATABASE_URL="$(DB_URL)" BIMRIDE_TEST_POOLER=1 && $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -57,3 +61,9 @@ db-stop: venv
 	@$(PY) -m devtools.devdb stop
 db-status: venv
 	@$(PY) -m devtools.devdb status
+
+# PgBouncer (transaction mode) in front of DATABASE_URL or the embedded PostgreSQL; prints its URL.
+pooler-start: venv
+	@export DATABASE_URL="$(DB_URL)" && $(PY) -m devtools.pgbouncer start
+pooler-stop: venv
+	@$(PY) -m devtools.pgbouncer stop

@@ -1,4 +1,4 @@
 """Development tooling, not part of the product: the embedded PostgreSQL (`devdb`), the Stripe
-and SendGrid stand-ins, and the process supervisor that `make run`, the tests and the
-benchmarks share. Nothing in the product packages imports it, except the settings' default
-database URL in development (no `DATABASE_URL`)."""
+and SendGrid stand-ins, PgBouncer (`pgbouncer`), and the process supervisor that `make run`, the
+tests and the benchmarks share. Nothing in the product packages imports it, except the settings'
+default database URL in development (no `DATABASE_URL`)."""

@@ -1,6 +1,7 @@
 """Settings: production fails fast on missing variables and passes `check --deploy` when
 complete; the database connection prepares the statements it runs again."""
 
+import json
 import os
 import secrets
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from rides.models import Ride
@@ -68,6 +70,7 @@ def test_production_settings_pass_the_deployment_checks():
 
 
 @pytest.mark.django_db
+@pytest.mark.skipif(settings.DB_TRANSACTION_POOLER, reason="behind a pooler nothing is prepared")
 def test_a_statement_run_again_on_a_connection_is_prepared_once():
     def prepared() -> list[str]:
         with connection.cursor() as cursor:
@@ -77,3 +80,32 @@ def test_a_statement_run_again_on_a_connection_is_prepared_once():
     for ride_id in (1, 2, 3):
         list(Ride.objects.filter(pk=ride_id))
     assert len(prepared()) == 1  # parameters bound by the server: one statement, three calls
+
+
+SHOW_DATABASE_SETTINGS = """
+import json, sys
+sys.argv[1:] = sys.argv[1:] or ["runserver"]
+from bimride import settings
+db = settings.DATABASES["default"]
+print(json.dumps({"cursors": db["DISABLE_SERVER_SIDE_CURSORS"], "options": db["OPTIONS"]}))
+"""
+
+
+@pytest.mark.parametrize("process", ["runserver", "qcluster"])
+def test_behind_a_transaction_pooler_no_session_state_is_relied_on(process):
+    env = {**os.environ, "DB_TRANSACTION_POOLER": "1"}
+    for name in ("DB_PREPARE_THRESHOLD", "JOB_ASYNC_COMMIT"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-c", SHOW_DATABASE_SETTINGS, process],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["cursors"] is True  # no WITH HOLD cursor outlives its transaction
+    unwanted = {"prepare_threshold", "server_side_binding", "options"}  # startup `options`
+    assert not unwanted & set(shown["options"])

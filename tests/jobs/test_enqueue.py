@@ -14,6 +14,7 @@ from bimride.jobs.enqueue import enqueue, publish
 from bimride.jobs.models import Job, JobEvent
 from bimride.jobs.q2compat import OrmQ
 from bimride.jobs.registry import JobPayloadError, UnknownJob
+from tests.pooler import direct_database_url
 
 JOB = "tests.effect_default"
 
@@ -43,9 +44,9 @@ def test_an_unknown_job_name_is_refused():
 
 
 def other_connection() -> psycopg.Connection:
-    """A second connection to the test database, as a pusher has."""
-    params = connection.get_connection_params()
-    return psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+    """A second connection to the test database, as a pusher has: direct, never through a
+    transaction-mode pooler, where a LISTEN hears nothing."""
+    return psycopg.connect(direct_database_url())
 
 
 @pytest.mark.django_db(transaction=True)
