@@ -33,7 +33,7 @@ class JobContext:
     queue: str
     attempt: int
     trace_id: str
-    idempotency_key: str  # the job's key, or one derived from its id: pass it to external calls
+    idempotency_key: str  # the job's key, or `job:<id>`, for calls with nothing better to key on
     progress: dict | None = None  # the last progress reported, also by an earlier attempt
 
     def report(self, **progress) -> None:
