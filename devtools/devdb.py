@@ -83,9 +83,12 @@ def database_url(sock: Path | None = None) -> str:
     return f"postgresql://postgres@/{DB_NAME}?host={quote(str(sock), safe='/')}"
 
 
-def run(cmd: Sequence[str | Path], account: Account | None, check: bool = True) -> tuple[int, str]:
+def run(
+    cmd: Sequence[str | Path], account: Account | None, check: bool = True, timeout: float = 120
+) -> tuple[int, str]:
     """Run cmd (as account if given) with output in a file, never a pipe a daemon could hold."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["DEBIAN_FRONTEND"] = "noninteractive"  # apt-get, when the tooling installs a package
     with tempfile.TemporaryFile() as out:
         try:
             proc = subprocess.run(
@@ -96,7 +99,7 @@ def run(cmd: Sequence[str | Path], account: Account | None, check: bool = True) 
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd="/",
-                timeout=120,
+                timeout=timeout,
                 user=account[0] if account else None,
                 group=account[1] if account else None,
                 extra_groups=[] if account else None,

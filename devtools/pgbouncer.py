@@ -29,9 +29,7 @@ import argparse
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,31 +57,11 @@ def log(message: str) -> None:
 
 
 def _run(cmd: Sequence[str | Path], *, account=None, timeout: float = 60) -> str:
-    """Run cmd (as account if given), output in a file (a daemon must not hold our pipe)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["DEBIAN_FRONTEND"] = "noninteractive"
-    with tempfile.TemporaryFile() as out:
-        try:
-            proc = subprocess.run(
-                [str(c) for c in cmd],
-                check=False,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd="/",
-                timeout=timeout,
-                user=account[0] if account else None,
-                group=account[1] if account else None,
-                extra_groups=[] if account else None,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise PgBouncerError(f"{Path(cmd[0]).name} failed: {exc}") from exc
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-    if proc.returncode != 0:
-        raise PgBouncerError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}):\n{text}")
-    return text
+    """Run cmd (as account if given) as the embedded database's tooling does; its output."""
+    try:
+        return devdb.run(cmd, account, timeout=timeout)[1]
+    except devdb.DevDBError as exc:
+        raise PgBouncerError(str(exc)) from exc
 
 
 def binary() -> str:
