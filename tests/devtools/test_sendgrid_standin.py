@@ -39,7 +39,7 @@ def test_it_answers_like_sendgrids_mail_send(sendgrid_standin):
     sendgrid_standin.mode = "503"
     assert call(url, MAIL)[0] == 503
     assert sendgrid_standin.count(to="ada@example.com", subject="Hello") == 1
-    assert sendgrid_standin.received()[0].anymail_id == "a1"
+    assert sendgrid_standin.received()[0].tracking_id == "a1"
     assert dict(sendgrid_standin.refused) == {401: 1, 400: 1, 503: 1}
 
 
