@@ -6,7 +6,19 @@ from django.contrib import admin, messages
 from bimride.admin import job_link
 from bimride.errors import BimRideError
 from notifications import services
-from notifications.models import Notification, Suppression
+from notifications.models import Notification, Suppression, TrackingEvent
+
+
+class TrackingEventInline(admin.TabularInline):
+    """The provider's tracking events of the email, each once, in the order they happened."""
+
+    model = TrackingEvent
+    fields = readonly_fields = ["event_type", "occurred_at", "received_at", "key"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Notification)
@@ -19,6 +31,7 @@ class NotificationAdmin(admin.ModelAdmin):
     search_fields = ["recipient", "=key", "=message_id", "subject"]
     date_hierarchy = "created_at"
     actions = ["resend"]
+    inlines = [TrackingEventInline]
     readonly_fields = [f.name for f in Notification._meta.fields] + ["job_link"]
 
     def has_add_permission(self, request) -> bool:

@@ -111,3 +111,23 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} ({self.reason})"
+
+
+class TrackingEvent(models.Model):
+    """A provider's tracking event, applied to the log once: a redelivered event (providers
+    retry a webhook until it answers 2xx) finds its key taken and changes nothing."""
+
+    # "<provider>:<the provider's event id>", or of a digest of the event where it has no id
+    key = models.CharField(max_length=200, unique=True)
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="tracking_events"
+    )
+    event_type = models.CharField(max_length=40)  # anymail's normalised type: delivered, …
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} of notification {self.notification_id}"

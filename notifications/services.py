@@ -4,9 +4,12 @@ An email is sent at most once per notification key and at least once per job: ea
 first commits the notification's state, then talks to the provider holding no lock, then
 commits the provider's message id. A re-run finding a message id does not send again. The one
 window left is a worker dying after the provider accepted the message and before that commit:
-SendGrid's v3 API has no idempotency key, so that attempt's retry sends a second copy.
+neither Postmark's nor SendGrid's send API takes an idempotency key, so that attempt's retry
+sends a second copy.
 """
 
+import hashlib
+import json
 import logging
 import smtplib
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job
 from notifications import emails
 from notifications.emails import Email
-from notifications.models import Notification, Suppression
+from notifications.models import Notification, Suppression, TrackingEvent
 from rides.models import Ride
 from rides.services import ride_set_receipt_status
 
@@ -123,6 +126,8 @@ def _begin_attempt(email: Email, origin: Origin) -> tuple[Notification, dict | N
 
 def _rejection(error: Exception) -> str | None:
     """Why the provider refused the message for good, or None for an error worth a retry."""
+    if isinstance(error, AnymailRecipientsRefused) and error.response is not None:
+        return f"{error.esp_name} refused the recipient: {_api_errors(error)}"
     if isinstance(error, (AnymailRecipientsRefused, AnymailInvalidAddress)):
         return str(error).splitlines()[0]
     if isinstance(error, smtplib.SMTPRecipientsRefused):
@@ -134,10 +139,13 @@ def _rejection(error: Exception) -> str | None:
     return None
 
 
-def _api_errors(error: AnymailAPIError) -> str:
+def _api_errors(error: AnymailAPIError | AnymailRecipientsRefused) -> str:
+    """The provider's own words: SendGrid's `errors`, Postmark's `Message`."""
     try:
-        errors = error.response.json()["errors"]
-        return "; ".join(str(e.get("message", e)) for e in errors)
+        body = error.response.json()
+        if "errors" in body:
+            return "; ".join(str(e.get("message", e)) for e in body["errors"])
+        return str(body["Message"])
     except (AttributeError, KeyError, TypeError, ValueError):
         return getattr(error.response, "text", "")[:500]
 
@@ -281,10 +289,11 @@ RECEIPT_STATUS = {
 
 
 @transaction.atomic
-def notification_track(*, event: AnymailTrackingEvent) -> Notification | None:
-    """Apply a provider's tracking event to the log: delivered, bounced (the address is
-    suppressed), complained (suppressed too), rejected. Events for messages we do not know are
-    ignored; events arriving out of order never move a notification backwards."""
+def notification_track(*, event: AnymailTrackingEvent, esp_name: str = "") -> Notification | None:
+    """Apply a provider's tracking event to the log: delivered, bounced (a hard bounce
+    suppresses the address), complained (suppressed too), rejected, opened. Events for messages
+    we do not know are ignored; an event applied again, or arriving out of order, never moves a
+    notification backwards nor makes its last event an older one."""
     if not event.message_id:
         return None
     notification = (
@@ -294,7 +303,14 @@ def notification_track(*, event: AnymailTrackingEvent) -> Notification | None:
         logger.info("tracking event %s for unknown message ignored", event.event_type)
         return None
     at = event.timestamp or timezone.now()
-    notification.last_event, notification.last_event_at = event.event_type, at
+    _, new_event = TrackingEvent.objects.get_or_create(
+        key=_event_key(event, esp_name),
+        defaults={"notification": notification, "event_type": event.event_type, "occurred_at": at},
+    )
+    if not new_event:
+        return notification  # applied already: the provider delivered the event again
+    if notification.last_event_at is None or at >= notification.last_event_at:
+        notification.last_event, notification.last_event_at = event.event_type, at
     new, sources = TRANSITIONS.get(event.event_type, (None, ()))
     if notification.status in sources:
         notification.status = new
@@ -305,7 +321,7 @@ def notification_track(*, event: AnymailTrackingEvent) -> Notification | None:
         if new in RECEIPT_STATUS:
             _set_receipt_status(notification, RECEIPT_STATUS[new])
     notification.save()
-    if _suppresses(event):
+    if _suppresses(event, esp_name):
         reason = (
             Suppression.Reason.COMPLAINED
             if event.event_type == EventType.COMPLAINED
@@ -320,13 +336,26 @@ def notification_track(*, event: AnymailTrackingEvent) -> Notification | None:
     return notification
 
 
-def _suppresses(event: AnymailTrackingEvent) -> bool:
-    """A complaint, a hard bounce, or a drop because the address bounced before. A "blocked"
-    bounce is the receiving server's temporary refusal, not the address's fault."""
+def _event_key(event: AnymailTrackingEvent, esp_name: str) -> str:
+    """The event's identity: the provider's event id, or a digest of what it posted (Postmark
+    gives ids to bounces only, and posts the same body again when it redelivers)."""
+    if event.event_id:
+        return f"{esp_name}:{event.event_id}"[:200]
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    digest = hashlib.sha256(json.dumps(esp_event, sort_keys=True, default=str).encode())
+    return f"{esp_name}:sha256:{digest.hexdigest()}"
+
+
+def _suppresses(event: AnymailTrackingEvent, esp_name: str) -> bool:
+    """A complaint, a hard bounce, or a drop because the address bounced before. A temporary
+    refusal by the receiving server (SendGrid's "blocked", Postmark's "SoftBounce") is not the
+    address's fault."""
     if event.event_type == EventType.COMPLAINED:
         return True
     if event.event_type == EventType.BOUNCED:
         esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+        if esp_name == "Postmark" or "RecordType" in esp_event:
+            return esp_event.get("Type") == "HardBounce" or esp_event.get("Inactive") is True
         return esp_event.get("type") != "blocked"
     return event.event_type == EventType.REJECTED and event.reject_reason == "bounced"
 

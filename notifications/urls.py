@@ -1,10 +1,19 @@
-"""Provider webhooks, mounted at /webhooks/anymail/ (the path anymail's docs give)."""
+"""Provider webhooks, mounted at /webhooks/anymail/ (the paths anymail's docs give)."""
 
 from django.urls import path
 
-from notifications.webhooks import TrackingWebhookView
+from notifications.webhooks import PostmarkTrackingView, SendGridTrackingView, tracking_webhook
 
 app_name = "notifications"
 urlpatterns = [
-    path("sendgrid/tracking/", TrackingWebhookView.as_view(), name="sendgrid_tracking_webhook"),
+    path(
+        "postmark/tracking/",
+        tracking_webhook("postmark", PostmarkTrackingView),
+        name="postmark_tracking_webhook",
+    ),
+    path(
+        "sendgrid/tracking/",
+        tracking_webhook("sendgrid", SendGridTrackingView),
+        name="sendgrid_tracking_webhook",
+    ),
 ]

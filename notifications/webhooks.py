@@ -1,16 +1,23 @@
-"""The provider's tracking webhook: anymail's SendGrid view behind HTTP basic auth.
+"""The providers' tracking webhooks: anymail's views behind HTTP basic auth, one per provider.
 
-anymail answers a failed basic-auth check with 400 and, with no secret configured, accepts
-anyone. Here a missing or wrong password is a 401 challenge and an unconfigured secret closes
-the webhook (403), so tracking events never come from just anyone.
+Each provider posts to its own URL (`/webhooks/anymail/<provider>/tracking/`), and only the
+chosen provider's (EMAIL_PROVIDER) is open: another answers 404 and is never instantiated, so
+an unused provider's anymail view never runs (nor warns). Postmark and SendGrid sign nothing
+that anymail checks by default; anymail verifies both by basic auth. It answers a failed check
+with 400 and, with no secret configured, accepts anyone. Here a missing or wrong password is a
+401 challenge and an unconfigured secret closes the webhook (403), so tracking events never
+come from just anyone.
 """
 
 import logging
 
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailTrackingEvent
+from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
+from django.conf import settings
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from bimride.api import error_body
 from notifications import services
@@ -18,8 +25,8 @@ from notifications import services
 logger = logging.getLogger(__name__)
 
 
-class TrackingWebhookView(SendGridTrackingWebhookView):
-    """SendGrid's event webhook: delivery, bounce, complaint and the rest, to the log."""
+class BasicAuthRequired:
+    """Refuse a tracking event without the webhook secret, before anymail parses it."""
 
     def post(self, request, *args, **kwargs):
         if not self.basic_auth:
@@ -36,6 +43,28 @@ class TrackingWebhookView(SendGridTrackingWebhookView):
         return super().post(request, *args, **kwargs)
 
 
+class PostmarkTrackingView(BasicAuthRequired, PostmarkTrackingWebhookView):
+    """Postmark's webhook: Delivery, Bounce, SpamComplaint, Open, one event a request."""
+
+
+class SendGridTrackingView(BasicAuthRequired, SendGridTrackingWebhookView):
+    """SendGrid's event webhook: delivered, bounce, spamreport, open and the rest, in batches."""
+
+
+def tracking_webhook(provider: str, view_class: type):
+    """The view of `provider`'s webhook: anymail's, while `provider` is the chosen one."""
+    view = view_class.as_view()
+
+    @csrf_exempt
+    def webhook(request, *args, **kwargs):
+        if provider != settings.EMAIL_PROVIDER:
+            message = f"Email goes through {settings.EMAIL_PROVIDER}, not {provider}."
+            return JsonResponse(error_body("not_found", message), status=404)
+        return view(request, *args, **kwargs)
+
+    return webhook
+
+
 def on_tracking(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) -> None:
     """Receiver of anymail's `tracking` signal (connected in NotificationsConfig.ready)."""
-    services.notification_track(event=event)
+    services.notification_track(event=event, esp_name=esp_name)

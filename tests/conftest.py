@@ -10,6 +10,8 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from devtools.email_standin import EmailStandin
+from devtools.postmark_standin import PostmarkStandin
 from devtools.sendgrid_standin import SendGridStandin
 from devtools.stripe_standin import StripeStandin
 from devtools.supervisor import ROOT, Process
@@ -137,6 +139,24 @@ def stripe_standin(settings):
 def sendgrid_standin():
     """A SendGrid v3 stand-in on 127.0.0.1, answering 202 until told otherwise."""
     with SendGridStandin() as standin:
+        yield standin
+
+
+@pytest.fixture
+def postmark_standin():
+    """A Postmark stand-in on 127.0.0.1, answering 200 until told otherwise."""
+    with PostmarkStandin() as standin:
+        yield standin
+
+
+EMAIL_STANDINS = {"postmark": PostmarkStandin, "sendgrid": SendGridStandin}
+
+
+@pytest.fixture(params=list(EMAIL_STANDINS))
+def email_standin(request) -> EmailStandin:
+    """The stand-in of each email provider in turn: the default (Postmark), then SendGrid. A
+    test using it runs once per provider."""
+    with EMAIL_STANDINS[request.param]() as standin:
         yield standin
 
 

@@ -44,7 +44,7 @@ def test_production_refuses_to_talk_to_the_stripe_stand_in():
         "check",
         SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS="api.bimride.example",
-        SENDGRID_API_KEY="SG.test",
+        POSTMARK_SERVER_TOKEN="pm-server-token",
         ANYMAIL_WEBHOOK_SECRET="hooks:secret",
     )
     assert result.returncode != 0
@@ -60,7 +60,7 @@ def test_production_settings_pass_the_deployment_checks():
         SECRET_KEY=secrets.token_urlsafe(50),
         DATABASE_URL=os.environ.get("DATABASE_URL", "postgresql://u@localhost/db"),
         ALLOWED_HOSTS="api.bimride.example",
-        SENDGRID_API_KEY="SG.test",
+        POSTMARK_SERVER_TOKEN="pm-server-token",
         ANYMAIL_WEBHOOK_SECRET="hooks:secret",
         STRIPE_API_KEY="sk_live_example",
         STRIPE_WEBHOOK_SECRET="whsec_example",

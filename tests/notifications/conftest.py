@@ -1,15 +1,13 @@
-"""Notification fixtures: anymail pointed at the SendGrid stand-in, rides with receipts."""
+"""Notification fixtures: anymail pointed at each provider's stand-in, rides with receipts."""
 
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
-from devtools.sendgrid_standin import SendGridStandin
+from devtools.email_standin import EmailStandin
 from rides.models import Ride
 from tests.factories import DriverFactory, RideFactory
-
-SENDGRID_BACKEND = "anymail.backends.sendgrid.EmailBackend"
 
 
 @pytest.fixture(autouse=True)
@@ -18,17 +16,26 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def send_through(settings, standin: EmailStandin) -> EmailStandin:
+    """Point this process's email at `standin`, through its provider's real anymail backend."""
+    env = standin.settings()
+    settings.EMAIL_PROVIDER = env.pop("EMAIL_PROVIDER")
+    settings.EMAIL_BACKEND = settings.EMAIL_PROVIDERS[settings.EMAIL_PROVIDER][0]
+    settings.ANYMAIL = {**settings.ANYMAIL, **env, "REQUESTS_TIMEOUT": (2, 5)}
+    return standin
+
+
 @pytest.fixture
-def sendgrid(settings, sendgrid_standin) -> SendGridStandin:
-    """This process sends through anymail's SendGrid backend to the stand-in."""
-    settings.EMAIL_BACKEND = SENDGRID_BACKEND
-    settings.ANYMAIL = {
-        **settings.ANYMAIL,
-        "SENDGRID_API_KEY": "test",
-        "SENDGRID_API_URL": sendgrid_standin.api_url,
-        "REQUESTS_TIMEOUT": (2, 5),
-    }
-    return sendgrid_standin
+def provider(settings, email_standin) -> EmailStandin:
+    """Each provider in turn (Postmark, the default, then SendGrid): a test using it runs
+    twice, sending through that provider's anymail backend to its stand-in."""
+    return send_through(settings, email_standin)
+
+
+@pytest.fixture
+def postmark(settings, postmark_standin) -> EmailStandin:
+    """The default provider only, where which provider does not matter (the admin)."""
+    return send_through(settings, postmark_standin)
 
 
 def completed_ride(rider, **fields) -> Ride:

@@ -21,7 +21,7 @@ def admin_client(staff) -> Client:
 
 
 @pytest.fixture
-def sent_receipt(ride, sendgrid) -> Notification:
+def sent_receipt(ride, postmark) -> Notification:
     perform_job("notifications.send_receipt", {"ride_id": ride.pk})
     return Notification.objects.get(key=f"receipt:{ride.pk}")
 
@@ -52,7 +52,7 @@ def test_the_log_is_searchable_by_recipient_and_shows_a_notification(admin_clien
 
 
 @pytest.mark.django_db
-def test_resend_queues_a_new_job_that_sends_a_second_copy(admin_client, sent_receipt, sendgrid):
+def test_resend_queues_a_new_job_that_sends_a_second_copy(admin_client, sent_receipt, postmark):
     response = admin_client.post(
         LOG, {"action": "resend", "_selected_action": [sent_receipt.pk]}, follow=True
     )
@@ -67,7 +67,7 @@ def test_resend_queues_a_new_job_that_sends_a_second_copy(admin_client, sent_rec
     run_job(job.pk)
     resend.refresh_from_db()
     assert resend.status == "sent" and resend.message_id != sent_receipt.message_id
-    assert sendgrid.count(to=sent_receipt.recipient) == 2
+    assert postmark.count(to=sent_receipt.recipient) == 2
     assert Ride.objects.get(pk=sent_receipt.ride_id).receipt_status == "sent"
 
     admin_client.post(LOG, {"action": "resend", "_selected_action": [resend.pk]})

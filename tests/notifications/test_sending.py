@@ -1,7 +1,8 @@
 """Sending: each email job alone, then through run_job for claims, retries and dead letters.
 
-The handlers talk to anymail's SendGrid backend pointed at the local stand-in (`sendgrid`), or
-to Django's in-memory backend (`mail.outbox`) where the provider does not matter.
+The handlers talk to the real anymail backend of each provider pointed at its local stand-in
+(`provider`: every such test runs for Postmark, the default, and for SendGrid), or to Django's
+in-memory backend (`mail.outbox`) where the provider does not matter.
 """
 
 import pytest
@@ -83,29 +84,29 @@ def test_the_receipt_handler_sends_once_and_marks_the_ride_sent(ride):
 
 
 @pytest.mark.django_db
-def test_through_sendgrid_the_log_keeps_the_id_tracking_events_carry(ride, sendgrid):
+def test_through_the_provider_the_log_keeps_the_id_tracking_events_carry(ride, provider):
     perform_job(RECEIPT, {"ride_id": ride.pk})
 
-    [received] = sendgrid.received()
-    assert received.to == ride.rider.user.email and received.anymail_id
+    [received] = provider.received()
+    assert received.to == ride.rider.user.email and received.tracking_id
     assert "$11.74" in received.text and "$11.74" in received.html
-    assert receipt_of(ride).message_id == received.anymail_id
+    assert receipt_of(ride).message_id == received.tracking_id
     assert receipt_status(ride) == "sent"
 
 
 @pytest.mark.django_db
-def test_two_receipt_jobs_for_one_ride_send_one_receipt(ride, sendgrid):
+def test_two_receipt_jobs_for_one_ride_send_one_receipt(ride, provider):
     first, second = (enqueue(RECEIPT, {"ride_id": ride.pk}) for _ in range(2))
     run_job(first.pk)
     run_job(second.pk)
     assert state(first) == state(second) == "succeeded"
-    assert sendgrid.count(to=ride.rider.user.email) == 1
+    assert provider.count(to=ride.rider.user.email) == 1
     assert second.result["already_sent"] is True
 
 
 # --- run_job: re-runs, retries, dead letters ----------------------------------------------------
 @pytest.mark.django_db
-def test_a_rerun_after_the_provider_accepted_does_not_send_again(ride, sendgrid):
+def test_a_rerun_after_the_provider_accepted_does_not_send_again(ride, provider):
     job = enqueue(RECEIPT, {"ride_id": ride.pk})
     run_job(job.pk)
     # The worker "died" after the log recorded the message id, before the job's success.
@@ -114,12 +115,12 @@ def test_a_rerun_after_the_provider_accepted_does_not_send_again(ride, sendgrid)
 
     job.refresh_from_db()
     assert job.state == "succeeded" and job.attempts == 2 and job.result["already_sent"]
-    assert sendgrid.count() == 1 and receipt_of(ride).attempts == 1
+    assert provider.count() == 1 and receipt_of(ride).attempts == 1
 
 
 @pytest.mark.django_db
-def test_a_provider_outage_is_retried_until_the_receipt_is_sent_once(ride, sendgrid):
-    sendgrid.mode = "503"
+def test_a_provider_outage_is_retried_until_the_receipt_is_sent_once(ride, provider):
+    provider.mode = "503"
     job = enqueue(RECEIPT, {"ride_id": ride.pk})
     run_job(job.pk)
 
@@ -128,19 +129,19 @@ def test_a_provider_outage_is_retried_until_the_receipt_is_sent_once(ride, sendg
     assert notification.status == "queued" and notification.attempts == 1
     assert "503" in notification.error and receipt_status(ride) == "pending"
 
-    sendgrid.mode = "ok"
+    provider.mode = "ok"
     run_job(job.pk)
     assert state(job) == "succeeded" and job.attempts == 2
     notification.refresh_from_db()
     assert notification.status == "sent" and notification.attempts == 2 and not notification.error
-    assert sendgrid.count() == 1 and sendgrid.refused[503] == 1
+    assert provider.count() == 1 and provider.refused[503] == 1
     assert receipt_status(ride) == "sent"
 
 
 @pytest.mark.django_db
-def test_a_provider_slower_than_the_timeout_is_a_failed_attempt(ride, sendgrid, settings):
+def test_a_provider_slower_than_the_timeout_is_a_failed_attempt(ride, provider, settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "REQUESTS_TIMEOUT": (1, 0.2)}
-    sendgrid.mode, sendgrid.delay = "slow", 0.5
+    provider.mode, provider.delay = "slow", 0.5
     job = enqueue(RECEIPT, {"ride_id": ride.pk})
     run_job(job.pk)
 
@@ -150,27 +151,23 @@ def test_a_provider_slower_than_the_timeout_is_a_failed_attempt(ride, sendgrid, 
 
 
 @pytest.mark.django_db
-def test_a_rejected_address_is_dead_lettered_at_once_and_the_receipt_marked_failed(ride, sendgrid):
-    sendgrid.reject_addresses = {ride.rider.user.email}
+def test_a_rejected_address_is_dead_lettered_at_once_and_the_receipt_marked_failed(ride, provider):
+    provider.reject_addresses = {ride.rider.user.email}
     job = enqueue(RECEIPT, {"ride_id": ride.pk})
     run_job(job.pk)
 
     assert state(job) == "dead" and job.attempts == 1
     letter = DeadLetter.objects.get(job=job)
     assert letter.error_class == "EmailRejected"
-    assert "400" in letter.error_message and "Does not contain a valid address" in (
-        letter.error_message
-    )
+    assert provider.rejection_text in letter.error_message
     notification = receipt_of(ride)
-    assert notification.status == "failed" and "Does not contain a valid address" in (
-        notification.error
-    )
-    assert receipt_status(ride) == "failed" and sendgrid.count() == 0
+    assert notification.status == "failed" and provider.rejection_text in notification.error
+    assert receipt_status(ride) == "failed" and provider.count() == 0
 
 
 @pytest.mark.django_db
-def test_when_retries_run_out_the_notification_is_marked_failed(ride, sendgrid):
-    sendgrid.mode = "503"
+def test_when_retries_run_out_the_notification_is_marked_failed(ride, provider):
+    provider.mode = "503"
     job = enqueue(RECEIPT, {"ride_id": ride.pk})
     for _ in range(job.max_attempts):
         run_job(job.pk)
@@ -183,20 +180,20 @@ def test_when_retries_run_out_the_notification_is_marked_failed(ride, sendgrid):
 
 
 @pytest.mark.django_db
-def test_retrying_the_dead_letter_of_a_failed_email_sends_it(ride, sendgrid):
-    sendgrid.reject_addresses = {ride.rider.user.email}
+def test_retrying_the_dead_letter_of_a_failed_email_sends_it(ride, provider):
+    provider.reject_addresses = {ride.rider.user.email}
     job = enqueue(RECEIPT, {"ride_id": ride.pk})
     run_job(job.pk)
-    sendgrid.reject_addresses = set()  # the rider fixed the address with the provider
+    provider.reject_addresses = set()  # the rider fixed the address with the provider
 
     retry = enqueue(RECEIPT, DeadLetter.objects.get(job=job).payload)
     run_job(retry.pk)
-    assert state(retry) == "succeeded" and sendgrid.count() == 1
+    assert state(retry) == "succeeded" and provider.count() == 1
     assert receipt_of(ride).status == "sent" and receipt_status(ride) == "sent"
 
 
 @pytest.mark.django_db
-def test_a_suppressed_address_is_skipped_with_the_reason_not_failed(ride, sendgrid):
+def test_a_suppressed_address_is_skipped_with_the_reason_not_failed(ride, provider):
     Suppression.objects.create(email=ride.rider.user.email.lower(), reason="bounced")
     job = enqueue(RECEIPT, {"ride_id": ride.pk})
     run_job(job.pk)
@@ -204,19 +201,19 @@ def test_a_suppressed_address_is_skipped_with_the_reason_not_failed(ride, sendgr
     assert state(job) == "succeeded"
     assert job.result["skipped"] == f"{ride.rider.user.email} is suppressed (bounced)"
     assert receipt_of(ride).status == "suppressed" and receipt_status(ride) == "failed"
-    assert sendgrid.count() == 0 and not DeadLetter.objects.exists()
+    assert provider.count() == 0 and not DeadLetter.objects.exists()
 
 
 # --- the other emails, from their events ----------------------------------------------------------
 @pytest.mark.django_db
-def test_registering_sends_the_welcome_email(sendgrid):
+def test_registering_sends_the_welcome_email(provider):
     user, _ = rides.account_register(
         email="new@example.com", password="a-long-enough-pw-42", name="Neo", role="rider"
     )
     [job] = Job.objects.filter(name="notifications.send_welcome")
     run_job(job.pk)
     assert state(job) == "succeeded"
-    assert sendgrid.count(to="new@example.com", subject="Welcome to BimRide") == 1
+    assert provider.count(to="new@example.com", subject="Welcome to BimRide") == 1
     assert Notification.objects.get(key=f"welcome:{user.pk}").status == "sent"
 
 
@@ -230,7 +227,7 @@ def test_registering_sends_the_welcome_email(sendgrid):
     ],
 )
 def test_the_rider_hears_of_a_cancellation_by_the_driver_or_expiry_only(
-    rider, driver, sendgrid, settings, cancel, subject
+    rider, driver, provider, settings, cancel, subject
 ):
     settings.RIDE_EXPIRY = timezone.timedelta(0)
     status = "requested" if cancel == "expiry" else "accepted"
@@ -246,14 +243,14 @@ def test_the_rider_hears_of_a_cancellation_by_the_driver_or_expiry_only(
     assert state(job) == "succeeded"
     if subject is None:
         assert job.result == {"skipped": "cancelled by rider: the rider is not told"}
-        assert sendgrid.count() == 0 and not Notification.objects.exists()
+        assert provider.count() == 0 and not Notification.objects.exists()
     else:
-        assert sendgrid.count(to=rider.user.email, subject=subject) == 1
+        assert provider.count(to=rider.user.email, subject=subject) == 1
         assert Notification.objects.get(key=f"ride_cancelled:{ride.pk}").status == "sent"
 
 
 @pytest.mark.django_db
-def test_a_failed_payment_is_told_once_per_payment(ride, sendgrid):
+def test_a_failed_payment_is_told_once_per_payment(ride, provider):
     payload = {"payment_id": 7, "ride_id": ride.pk, "amount": 1174, "currency": "usd"}
     jobs = publish("payment.failed", **payload, reason="Your card was declined.")
     jobs += publish("payment.failed", **payload)
@@ -261,25 +258,25 @@ def test_a_failed_payment_is_told_once_per_payment(ride, sendgrid):
         run_job(job.pk)
 
     subject = f"Your payment for ride {ride.pk} did not go through"
-    assert sendgrid.count(to=ride.rider.user.email, subject=subject) == 1
-    [received] = sendgrid.received()
+    assert provider.count(to=ride.rider.user.email, subject=subject) == 1
+    [received] = provider.received()
     assert "$11.74" in received.text and "Your card was declined." in received.text
     assert Notification.objects.get(key="payment_failed:7").status == "sent"
 
 
 @pytest.mark.django_db
-def test_a_refund_is_confirmed_once_per_refund(ride, sendgrid):
+def test_a_refund_is_confirmed_once_per_refund(ride, provider):
     payload = {"refund_id": 3, "ride_id": ride.pk, "amount": 500, "currency": "usd"}
     for job in publish("refund.succeeded", **payload) + publish("refund.succeeded", **payload):
         run_job(job.pk)
 
-    assert sendgrid.count(subject="Your refund of $5.00 is on its way") == 1
-    assert "refund 3" in sendgrid.received()[0].text
+    assert provider.count(subject="Your refund of $5.00 is on its way") == 1
+    assert "refund 3" in provider.received()[0].text
     assert Notification.objects.get(key="refund_confirmation:3").status == "sent"
 
 
 @pytest.mark.django_db
-def test_an_email_about_a_missing_ride_is_dead_lettered_without_retries(sendgrid):
+def test_an_email_about_a_missing_ride_is_dead_lettered_without_retries(provider):
     job = enqueue(RECEIPT, {"ride_id": 10**9})
     run_job(job.pk)
     assert state(job) == "dead" and job.attempts == 1
