@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from devtools.loopback import LoopbackServer, QuietHandler
 
 MODES = ("ok", "503", "reject", "slow")
+
 EVENT_KINDS = ("delivered", "bounced", "blocked", "complained", "opened", "dropped")
 
 
@@ -61,7 +62,7 @@ class EmailStandin(LoopbackServer):
     """The server and its state. Thread-safe: its HTTP threads and the test share it.
 
     A subclass names its `provider`, its `send_path` and implements `authorized`, `read`,
-    `accepted`, `refusal`, `rejection`, `tracking_event`, `webhook_bodies` and `settings`.
+    `accepted`, `refusal`, `rejection`, `tracking_event`, `webhook_bodies` and `settings_at`.
     """
 
     provider = ""
@@ -174,6 +175,11 @@ class EmailStandin(LoopbackServer):
 
     def settings(self) -> dict[str, str]:
         """The environment that points BimRide's settings at this stand-in."""
+        return self.settings_at(self.port)
+
+    @classmethod
+    def settings_at(cls, port: int) -> dict[str, str]:
+        """The environment that points BimRide's settings at this stand-in on `port`."""
         raise NotImplementedError
 
     # --- standalone -----------------------------------------------------------------------------

@@ -68,11 +68,12 @@ class PostmarkStandin(EmailStandin):
     def api_url(self) -> str:
         return self.base_url
 
-    def settings(self) -> dict[str, str]:
+    @classmethod
+    def settings_at(cls, port: int) -> dict[str, str]:
         return {
             "EMAIL_PROVIDER": "postmark",
             "POSTMARK_SERVER_TOKEN": "test",
-            "POSTMARK_API_URL": self.api_url,
+            "POSTMARK_API_URL": f"http://127.0.0.1:{port}/",
         }
 
     def authorized(self, headers) -> bool:

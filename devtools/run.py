@@ -3,9 +3,11 @@
 Usage: ``python -m devtools.run`` (with DATABASE_URL set, as `make run` does).
 
 Without STRIPE_API_KEY it also runs the Stripe stand-in on STRIPE_API_BASE's port, keeping its
-objects in `.data/stripe-standin.json` (STRIPE_STANDIN_STATE) across runs. The children run in
-their own sessions, so a terminal Ctrl-C reaches only this process, which stops them once with
-`devtools.supervisor.stop_all`.
+objects in `.data/stripe-standin.json` (STRIPE_STANDIN_STATE) across runs. Without the email
+provider's credentials (and no EMAIL_BACKEND of one's own) it runs that provider's stand-in on
+EMAIL_STANDIN_PORT (8025) and the web and workers send through the real anymail backend to it.
+The children run in their own sessions, so a terminal Ctrl-C reaches only this process, which
+stops them once with `devtools.supervisor.stop_all`.
 """
 
 import os
@@ -15,7 +17,14 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from devtools.email_standin import EmailStandin
+from devtools.postmark_standin import PostmarkStandin
+from devtools.sendgrid_standin import SendGridStandin
 from devtools.supervisor import ROOT, STOP_GRACE, Process, stop_all
+
+EMAIL_STANDINS: dict[str, type[EmailStandin]] = {
+    standin.provider: standin for standin in (PostmarkStandin, SendGridStandin)
+}
 
 DEFAULT_ADMIN_EMAIL = "admin@bimride.example"
 STANDIN_STATE = ROOT / ".data" / "stripe-standin.json"
@@ -75,14 +84,18 @@ def commands(port: str) -> dict[str, tuple[list[str], dict[str, str]]]:
     from django.conf import settings
 
     py, manage = sys.executable, [sys.executable, "manage.py"]
+    email = email_standin()
+    email_env = email[1] if email else {}
     if settings.PRODUCTION:
         web = [py, "-m", "gunicorn", "bimride.wsgi", "-b", f"0.0.0.0:{port}", "-w", "2"]
-        found = {"web (gunicorn)": (web, {})}
+        found = {"web (gunicorn)": (web, email_env)}
     else:
         web = [*manage, "runserver", f"0.0.0.0:{port}", "--noreload"]
-        found = {"web (runserver)": (web, {})}
+        found = {"web (runserver)": (web, email_env)}
     for queue in settings.JOB_QUEUES:
-        found[f"worker {queue}"] = ([*manage, "qcluster"], {"Q_CLUSTER_NAME": queue})
+        found[f"worker {queue}"] = ([*manage, "qcluster"], {"Q_CLUSTER_NAME": queue, **email_env})
+    if email:
+        found[f"{settings.EMAIL_PROVIDER} stand-in"] = (email[0], {})
     if settings.STRIPE_USES_STANDIN:  # no STRIPE_API_KEY: payments talk to a local stand-in
         stripe_port = str(urlsplit(settings.STRIPE_API_BASE).port or 12111)
         state = os.environ.get("STRIPE_STANDIN_STATE") or str(STANDIN_STATE)
@@ -90,6 +103,22 @@ def commands(port: str) -> dict[str, tuple[list[str], dict[str, str]]]:
         found["Stripe stand-in"] = (standin, {})
         say(f"STRIPE_API_KEY is unset: payments use the Stripe stand-in on {stripe_port}")
     return found
+
+
+def email_standin() -> tuple[list[str], dict[str, str]] | None:
+    """The command of the email provider's stand-in and the environment that sends email to it,
+    when the provider's credentials are unset and EMAIL_BACKEND names no backend of one's own."""
+    from django.conf import settings
+
+    provider_backend = settings.EMAIL_PROVIDERS[settings.EMAIL_PROVIDER][0]
+    if provider_backend == settings.EMAIL_BACKEND or os.environ.get("EMAIL_BACKEND"):
+        return None
+    standin = EMAIL_STANDINS[settings.EMAIL_PROVIDER]
+    port = int(os.environ.get("EMAIL_STANDIN_PORT") or 8025)
+    say(f"{settings.EMAIL_PROVIDER} credentials are unset: email goes to its stand-in on {port}")
+    return [sys.executable, "-m", standin.__module__, "--port", str(port)], standin.settings_at(
+        port
+    )
 
 
 def main() -> int:

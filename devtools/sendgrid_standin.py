@@ -38,11 +38,12 @@ class SendGridStandin(EmailStandin):
     def api_url(self) -> str:
         return f"{self.base_url}v3/"
 
-    def settings(self) -> dict[str, str]:
+    @classmethod
+    def settings_at(cls, port: int) -> dict[str, str]:
         return {
             "EMAIL_PROVIDER": "sendgrid",
             "SENDGRID_API_KEY": "test",
-            "SENDGRID_API_URL": self.api_url,
+            "SENDGRID_API_URL": f"http://127.0.0.1:{port}/v3/",
         }
 
     def authorized(self, headers) -> bool:

@@ -59,7 +59,7 @@ def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db
         "PORT": str(port),
         "ADMIN_EMAIL": ADMIN["email"],
         "ADMIN_PASSWORD": ADMIN["password"],
-        "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+        "EMAIL_STANDIN_PORT": str(email_port := free_port()),  # no credentials: the stand-in's
         "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}",  # the stand-in's
         "STRIPE_STANDIN_STATE": str(tmp_path / "stripe-standin.json"),
     }
@@ -81,6 +81,14 @@ def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db
             what="one qcluster per queue",
         )
         assert answers("GET", f"{env['STRIPE_API_BASE']}/_standin/state")
+        # The default provider's stand-in got the welcome email of each demo account.
+        messages = f"http://127.0.0.1:{email_port}/_standin/messages"
+        wait_until(
+            lambda: (
+                answers("GET", messages) and requests.get(messages, timeout=2).json()["messages"]
+            ),
+            what="the welcome emails at the Postmark stand-in",
+        )
 
         run.process.send_signal(signal.SIGINT)
 
