@@ -5,13 +5,13 @@ Usage: ``python -m bench.api [--duration 60] [--rate 200] [--quick] [--repeat N]
 that server the benchmark uses its own database `bimride_bench_api` (created if missing, emptied
 and migrated before each phase) and starts production-like processes (`bench.api_setup`):
 gunicorn (`--web-workers` sync workers, DEBUG off, logs at WARNING), one qcluster per queue, the
-Stripe and SendGrid stand-ins. A separate process (`bench.api_load`) sends the ride flow
+Stripe and Postmark stand-ins. A separate process (`bench.api_load`) sends the ride flow
 (create, accept, start, complete, and as many location pings) at a constant rate while the
 workers run and drain the jobs it causes.
 
 Phases: "after" (the product: the receipt is a job) at the full rate, `--repeat` times (the
 medians are reported), optionally at the `--sweep` rates; then "before" (`bench.settings_before`:
-the receipt sent inside the completion request, the SendGrid stand-in answering in 2 s) at a
+the receipt sent inside the completion request, the Postmark stand-in answering in 2 s) at a
 rate it can bear, beside "after" at that same rate, for the ratio. Prints the tables, writes
 bench/results/api.json, api.md and api_latency.png (`bench.api_report`). Every process is
 stopped at the end."""

@@ -14,6 +14,7 @@ from psycopg import sql
 
 from bench.jobs import with_database
 from bench.procs import ROOT, Service
+from devtools.postmark_standin import PostmarkStandin
 from devtools.supervisor import free_port, wait_http
 
 BENCH_DB = "bimride_bench_api"
@@ -21,7 +22,7 @@ LOCK_KEY = 0x62656E6361  # pg_advisory_lock: one API benchmark at a time per ser
 QUEUES = ("critical", "default", "bulk")
 QUEUE_SERVICES = {f"api-{queue}" for queue in QUEUES}
 RIDERS = DRIVERS = 300  # each reused every 300 rides (12 s at 200 requests/s; a ride takes 2 s)
-SLOW_PROVIDER_SECONDS = 2.0  # the SendGrid stand-in's answer time in the "before" phase
+SLOW_PROVIDER_SECONDS = 2.0  # the email (Postmark) stand-in's answer time in the "before" phase
 
 
 def log(message: str) -> None:
@@ -130,7 +131,7 @@ def job_totals() -> dict[str, int]:
 # --- the processes ------------------------------------------------------------------------------
 def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service], str]:
     """Stand-ins, workers and web for `phase`; return them and the web's base URL."""
-    stripe_port, sendgrid_port, web_port = free_port(), free_port(), free_port()
+    stripe_port, email_port, web_port = free_port(), free_port(), free_port()
     env = {
         "DATABASE_URL": url,
         "DJANGO_SETTINGS_MODULE": "bimride.settings",
@@ -139,8 +140,7 @@ def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service]
         "THROTTLE_RIDE_CREATE": "100000/min",
         "THROTTLE_USER": "1000000/min",
         "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
-        "SENDGRID_API_KEY": "test",
-        "SENDGRID_API_URL": f"http://127.0.0.1:{sendgrid_port}/v3/",
+        **PostmarkStandin.settings_at(email_port),  # the default provider's stand-in
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-{phase}"),
         "PYTHONUNBUFFERED": "1",
     }
@@ -150,8 +150,8 @@ def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service]
     try:
         stripe = [py, "-m", "devtools.stripe_standin", "--port", str(stripe_port)]
         services.append(Service("api-stripe", stripe, env))
-        sendgrid = [py, "-m", "devtools.sendgrid_standin", "--port", str(sendgrid_port)]
-        services.append(Service("api-sendgrid", sendgrid, env))
+        email = [py, "-m", "devtools.postmark_standin", "--port", str(email_port)]
+        services.append(Service("api-postmark", email, env))
         for queue in QUEUES:
             command = [py, "manage.py", "qcluster"]
             services.append(Service(f"api-{queue}", command, {**env, "Q_CLUSTER_NAME": queue}))
@@ -162,11 +162,11 @@ def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service]
         services.append(Service("api-web", web, {**env, "DJANGO_SETTINGS_MODULE": settings_module}))
         base = f"http://127.0.0.1:{web_port}"
         wait_http(f"{base}/healthz", 60)
-        wait_http(f"http://127.0.0.1:{sendgrid_port}/_standin/messages", 30)
+        wait_http(f"http://127.0.0.1:{email_port}/_standin/messages", 30)
         mode = {"mode": "slow", "delay": SLOW_PROVIDER_SECONDS} if phase == "before" else {}
         if mode:
-            sendgrid_mode = f"http://127.0.0.1:{sendgrid_port}/_standin/mode"
-            requests.post(sendgrid_mode, json=mode, timeout=5).raise_for_status()
+            email_mode = f"http://127.0.0.1:{email_port}/_standin/mode"
+            requests.post(email_mode, json=mode, timeout=5).raise_for_status()
         time.sleep(2)  # the qclusters connect and LISTEN
         dead = [s.name for s in services if not s.alive()]
         if dead:

@@ -72,11 +72,11 @@ QUICK = {
     "provider_retry_scale": 0.3,
     "provider_drain_timeout": 90,
 }
-STANDINS = ("devtools/stripe_standin", "devtools/sendgrid_standin.py")
+STANDINS = ("devtools/stripe_standin", "devtools/postmark_standin.py")
 
 
 def provider_outage(procs, cfg):
-    """Scenario 6: the Stripe and SendGrid stand-ins fail 503 under load (see
+    """Scenario 6: the Stripe and Postmark stand-ins fail 503 under load (see
     bench/reliability_providers.py); reported "not run" while either stand-in is missing."""
     from bench.reliability_faults import Result
 

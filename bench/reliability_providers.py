@@ -1,6 +1,6 @@
-"""Scenario 6 of `bench.reliability`: the email (SendGrid) and Stripe stand-ins fail with 503
-for a while under load. The API keeps answering; afterwards every payment is captured once,
-every receipt is sent once, and nothing retryable was dead-lettered."""
+"""Scenario 6 of `bench.reliability`: the email (Postmark, the default provider) and Stripe
+stand-ins fail with 503 for a while under load. The API keeps answering; afterwards every
+payment is captured once, every receipt is sent once, and nothing retryable was dead-lettered."""
 
 import threading
 import time
@@ -14,7 +14,7 @@ from bench.reliability_faults import Result
 from bench.reliability_http import RIDE_BODY, make_actor
 from bench.reliability_procs import Processes, say
 from bimride.jobs.models import DeadLetter, Job
-from devtools.sendgrid_standin import SendGridStandin
+from devtools.postmark_standin import PostmarkStandin
 from devtools.stripe_standin import StripeStandin
 
 COMPLETE_BODY = {"distance_km": "4.20", "duration_min": 14}
@@ -64,11 +64,10 @@ def ride_lifecycle(base: str, rider, driver, out: list, lock: threading.Lock) ->
 def provider_outage(procs: Processes, cfg) -> Result:
     result = Result("6. provider outage")
     stripe = DownableStripe().start()
-    sendgrid = SendGridStandin().start()
+    email = PostmarkStandin().start()
     env = {
         "STRIPE_API_BASE": stripe.api_base,
-        "SENDGRID_API_KEY": "test",
-        "SENDGRID_API_URL": sendgrid.api_url,
+        **email.settings(),  # the real anymail Postmark backend, talking to the stand-in
         "JOB_RETRY_SCALE": str(cfg.provider_retry_scale),
     }
     try:
@@ -81,7 +80,7 @@ def provider_outage(procs: Processes, cfg) -> Result:
         answers: list = []
         lock = threading.Lock()
         say(f"  stand-ins answer 503 for {cfg.provider_outage_seconds}s; {len(riders)} rides")
-        stripe.down, sendgrid.mode = True, "503"
+        stripe.down, email.mode = True, "503"
         outage_started = time.monotonic()
         threads = []
         spacing = cfg.provider_outage_seconds * 0.7 / len(riders)
@@ -95,17 +94,17 @@ def provider_outage(procs: Processes, cfg) -> Result:
         for thread in threads:
             thread.join(timeout=120)
         time.sleep(max(0.0, cfg.provider_outage_seconds - (time.monotonic() - outage_started)))
-        stripe.down, sendgrid.mode = False, "ok"
+        stripe.down, email.mode = False, "ok"
         say("  stand-ins answer again")
-        refused = dict(sendgrid.refused)
+        refused = dict(email.refused)
         jobs = Job.objects.filter(pk__gt=first_job)
         drain(jobs, cfg)
-        account_providers(result, jobs, answers, riders, stripe, sendgrid, refused)
+        account_providers(result, jobs, answers, riders, stripe, email, refused)
     finally:
         stripe.stop()
-        sendgrid.stop()
+        email.stop()
     result.load = f"{len(riders)} rides requested, accepted, started, completed via the API"
-    result.faults = f"Stripe and SendGrid stand-ins 503 for {cfg.provider_outage_seconds}s"
+    result.faults = f"Stripe and Postmark stand-ins 503 for {cfg.provider_outage_seconds}s"
     return result
 
 
@@ -132,15 +131,13 @@ def due(jobs):
     return jobs.exclude(state__in=FINISHED).exclude(deferred)
 
 
-def account_providers(result, jobs, answers, riders, stripe, sendgrid, refused) -> None:
+def account_providers(result, jobs, answers, riders, stripe, email, refused) -> None:
     states = Counter(jobs.values_list("state", flat=True))
     unfinished = due(jobs)
     deferred = jobs.exclude(state__in=FINISHED).count() - unfinished.count()
     dead = DeadLetter.objects.filter(job__in=jobs)
     captures = stripe.state()["captures"]
-    receipts = Counter(
-        m.to for m in sendgrid.received() if "receipt" in m.subject.lower()
-    )  # one per rider: each rider completed one ride
+    receipts = email.receipts()  # per rider: each rider completed one ride
     completed = sum(1 for path, code, _ in answers if path.endswith("/complete") and code == 200)
     fives = [a for a in answers if a[1] >= 500 or a[1] == 0]
     result.jobs = jobs.count()
@@ -156,7 +153,7 @@ def account_providers(result, jobs, answers, riders, stripe, sendgrid, refused) 
         + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
         + f"; {completed} rides completed, {len(captures)} captured at Stripe,"
         f" {sum(receipts.values())} receipts to {len(receipts)} riders;"
-        f" SendGrid refused {refused}; {deferred} deferred job(s) not due yet (ride expiry)"
+        f" Postmark refused {refused}; {deferred} deferred job(s) not due yet (ride expiry)"
     )
     if fives:
         result.fail(f"{len(fives)} API answers 5xx or none, e.g. {fives[:3]}")
