@@ -1,4 +1,4 @@
-"""The loopback HTTP server that the provider stand-ins (Stripe, SendGrid) are built on."""
+"""The loopback HTTP server the provider stand-ins (Stripe, Postmark, SendGrid) are built on."""
 
 import threading
 import time
