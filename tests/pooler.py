@@ -28,9 +28,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
     """Before pytest-django sets Django up (in this same hook): start the pooler."""
     global _pooler
     if ENABLED and _pooler is None:
-        from devtools.pgbouncer import PgBouncer, _devdb
+        from devtools import devdb
+        from devtools.pgbouncer import PgBouncer
 
-        upstream = os.environ.get("DATABASE_URL") or _devdb().start()
+        upstream = os.environ.get("DATABASE_URL") or devdb.start()
         _pooler = PgBouncer(upstream, pool_size=int(os.environ.get("POOLER_POOL_SIZE", "20")))
         os.environ[DIRECT_URL] = upstream
         os.environ["DATABASE_URL"] = _pooler.start()
