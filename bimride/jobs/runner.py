@@ -48,7 +48,7 @@ WITH claimed AS (
     RETURNING *
 ), audit AS (
     INSERT INTO {_EVENT} (job_id, state, attempt, at, worker, error, note)
-    SELECT id, 'running', attempts, clock_timestamp(), worker, '', '' FROM claimed
+    SELECT id, 'running', attempts, started_at, worker, '', '' FROM claimed
 )
 SELECT * FROM claimed
 """
