@@ -2,15 +2,17 @@
 `enqueue()`, `TaskResult`, `get_result()`, `using()`, `call()`, the exceptions, the signals, and
 a task as a job in the ledger. Attempts run with `run_job`, as a worker runs them."""
 
+import logging
 import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
+import psycopg
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 from django_tasks import TaskResultStatus, default_task_backend, task, task_backends
@@ -24,6 +26,7 @@ from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.q2compat import OrmQ
 from bimride.jobs.runner import WORKER, run_job
+from tests.pooler import direct_database_url
 from tests.tasktypes import add, explode, flaky, returns_a_set, sees_itself_running, whoami
 
 pytestmark = pytest.mark.django_db
@@ -77,6 +80,23 @@ def test_an_enqueued_task_is_a_ready_result_and_a_queued_job_pushed_with_it():
     assert job.payload == {"args": [1], "kwargs": {"b": 2}}
     assert (job.max_attempts, job.timeout, job.priority) == (5, 60, 0)
     assert broker_row(job.pk) == ("default", job.run_at, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_is_written_in_the_callers_transaction_and_seen_by_others_at_commit():
+    with psycopg.connect(direct_database_url(), autocommit=True) as other:
+        with transaction.atomic():
+            result = add.enqueue(1, 2)
+            assert default_task_backend.get_result(result.id) == result  # its own transaction
+            assert other.execute("SELECT count(*) FROM jobs_job").fetchone() == (0,)
+        assert other.execute("SELECT count(*) FROM jobs_job").fetchone() == (1,)
+
+
+def test_enqueueing_is_logged_with_the_result_id(caplog):
+    with caplog.at_level(logging.DEBUG, logger="django_tasks"):
+        result = add.enqueue(1, 2)
+    (record,) = [r for r in caplog.records if r.name == "django_tasks"]
+    assert "enqueued" in record.getMessage() and result.id in record.getMessage()
 
 
 def test_get_result_reads_back_the_result_enqueue_returned():
@@ -293,18 +313,29 @@ def test_signals_follow_a_task_from_enqueue_to_its_outcome():
     assert [result_id for _, _, result_id, _ in seen][-1] == failing.id
 
 
-def test_a_dead_task_retried_by_staff_runs_again_with_its_arguments_queue_and_priority(staff):
+def test_a_dead_task_retried_from_the_admin_runs_again_in_its_queue_at_its_priority(staff):
     result = explode.using(priority=7, queue_name="bulk").enqueue("boom")
     run(result)
     run(result)
+    letter = DeadLetter.objects.get()
+    admin = Client()
+    admin.force_login(staff)
+    url = f"/admin/jobs/deadletter/{letter.pk}/retry-edited/"
 
-    again = services.deadletter_retry(dead_letter_id=DeadLetter.objects.get().pk, user=staff)
+    refused = admin.post(url, {"payload": '{"args": "not a list"}'})
+    assert "does not fit this job" in refused.content.decode() and Job.objects.count() == 1
+    assert admin.post(url, {"payload": '{"args": ["fixed"], "kwargs": {}}'}).status_code == 302
+
+    letter.refresh_from_db()
+    again = letter.retry_job
     assert (again.name, again.queue, again.priority, again.backend) == (
         "tests.tasktypes.explode", "bulk", 7, "default",
     )  # fmt: skip
     retried = explode.get_result(str(again.pk))
-    assert retried.status == TaskResultStatus.READY and retried.args == ["boom"]
+    assert retried.status == TaskResultStatus.READY and retried.args == ["fixed"]
     assert retried.task.priority == 7 and broker_row(again.pk)[::2] == ("bulk", 7)
+    page = admin.get("/admin/jobs/job/?backend=default").content.decode()
+    assert f"/admin/jobs/job/{again.pk}/change/" in page
 
 
 def test_a_tasks_job_shows_in_the_api_the_command_line_the_queues_and_the_metrics(
@@ -313,7 +344,9 @@ def test_a_tasks_job_shows_in_the_api_the_command_line_the_queues_and_the_metric
     result = add.using(queue_name="bulk").enqueue(1, 2)
 
     body = as_staff.get(f"/api/jobs/{result.id}").json()
-    assert (body["name"], body["queue"], body["state"]) == ("tests.tasktypes.add", "bulk", "queued")
+    assert (body["name"], body["queue"], body["state"], body["priority"]) == (
+        "tests.tasktypes.add", "bulk", "queued", 0,
+    )  # fmt: skip
     out = StringIO()
     call_command("jobs", "list", "--name", "tests.tasktypes.add", stdout=out)
     assert f"#{result.id}" in out.getvalue()
