@@ -218,7 +218,10 @@ def _task_of(job: Job) -> Task:
     if job_type.task is None:
         raise TaskResultDoesNotExist(str(job.pk))
     return job_type.task.using(
-        priority=job.priority, queue_name=job.queue, run_after=job.run_after, backend=job.backend
+        priority=job.priority,
+        queue_name=job.queue,
+        run_after=job.run_after,
+        backend=job.backend or None,  # enqueued by name (perform_job, a schedule): the task's
     )
 
 
@@ -231,8 +234,9 @@ def result_of(job: Job) -> TaskResult:
     )
     runs = [(at, worker) for state, at, worker, _, _ in events if state == "running"]
     status = STATUS[job.state]
+    task = _task_of(job)
     result = TaskResult(
-        task=_task_of(job),
+        task=task,
         id=str(job.pk),
         status=status,
         enqueued_at=job.created_at,
@@ -241,7 +245,7 @@ def result_of(job: Job) -> TaskResult:
         last_attempted_at=runs[-1][0] if runs else None,
         args=job.payload.get("args", []),
         kwargs=job.payload.get("kwargs", {}),
-        backend=job.backend,
+        backend=task.backend,
         errors=[
             TaskError(exception_class_path=error_class, traceback=traceback)
             for _, _, _, error_class, traceback in events

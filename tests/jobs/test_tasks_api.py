@@ -26,6 +26,7 @@ from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.q2compat import OrmQ
 from bimride.jobs.runner import WORKER, run_job
+from bimride.jobs.testing import perform_job
 from tests.pooler import direct_database_url
 from tests.tasktypes import add, explode, flaky, returns_a_set, sees_itself_running, whoami
 
@@ -220,6 +221,11 @@ def test_a_task_runs_as_a_job_and_its_result_says_so():
     assert result.worker_ids == [WORKER] and result.attempts == 1 and result.errors == []
     assert result.started_at == result.last_attempted_at == job.started_at
     assert result.enqueued_at <= result.started_at <= result.finished_at == job.finished_at
+
+
+def test_a_task_runs_in_a_test_as_a_worker_runs_it():
+    assert perform_job("tests.tasktypes.add", {"args": [(1,)], "kwargs": {"b": [2]}}) == [1, 2]
+    assert perform_job("tests.tasktypes.whoami", {"kwargs": {"tag": "t"}})["attempt"] == 1
 
 
 def test_a_task_that_takes_context_gets_its_attempt_and_result_id():
