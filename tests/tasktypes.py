@@ -64,3 +64,17 @@ async def sees_itself_running(context, pause):
 @task(queue_name="critical", priority=50)
 def urgent(n):
     return n
+
+
+OVERRUN_OUTCOMES = []  # what became of `overruns` in this process
+
+
+@task(timeout=1, retry=RetryPolicy(max_attempts=1))
+async def overruns(seconds):
+    """Await longer than its time limit allows; say whether it was cancelled or finished."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        OVERRUN_OUTCOMES.append("cancelled")
+        raise
+    OVERRUN_OUTCOMES.append("finished")

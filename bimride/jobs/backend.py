@@ -9,12 +9,16 @@ ledger: the job's row for its state, times and return value, its audit events fo
 and the error of each attempt. The result id is the job's id.
 """
 
+import asyncio
+import contextlib
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from inspect import iscoroutinefunction
 from types import NoneType
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core import checks
 from django_tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
@@ -264,10 +268,8 @@ def run_task(payload: dict, ctx: JobContext):
     result = result_of(Job.objects.get(pk=ctx.job_id))
     task = result.task
     task_started.send(type(task_backends[result.backend]), task_result=result)
-    if task.takes_context:
-        value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
-    else:
-        value = task.call(*result.args, **result.kwargs)
+    context = (TaskContext(task_result=result),) if task.takes_context else ()
+    value = _call(task, *context, *result.args, **result.kwargs)
     try:
         value = normalize_json(value)
         json.dumps(value, allow_nan=False)
@@ -276,6 +278,29 @@ def run_task(payload: dict, ctx: JobContext):
             f"Task {task.module_path} returned what JSON cannot hold: {error}"
         ) from None
     return value
+
+
+def _call(task: Task, *args, **kwargs):
+    """Call the task's function, as `Task.call()` does: a coroutine function runs to completion
+    on an event loop of its own (its ORM calls come back to this thread, in the attempt's
+    transaction). If the attempt is interrupted meanwhile (its time limit), the coroutine is
+    cancelled at its next await instead of running on unseen."""
+    if not iscoroutinefunction(task.func):
+        return task.call(*args, **kwargs)
+    running = []
+
+    async def run():
+        running.append(asyncio.current_task())
+        return await task.func(*args, **kwargs)
+
+    try:
+        return async_to_sync(run)()
+    except BaseException:
+        for coroutine in running:
+            if not coroutine.done():
+                with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
+                    coroutine.get_loop().call_soon_threadsafe(coroutine.cancel)
+        raise
 
 
 def _finished(job_id: int) -> None:

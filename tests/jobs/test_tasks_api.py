@@ -4,6 +4,7 @@ a task as a job in the ledger. Attempts run with `run_job`, as a worker runs the
 
 import logging
 import re
+import signal
 from datetime import datetime, timedelta
 from decimal import Decimal
 from io import StringIO
@@ -21,14 +22,24 @@ from django_tasks.signals import task_enqueued, task_finished, task_started
 
 from bimride.jobs import selectors, services
 from bimride.jobs.backend import JobBackend, TaskArgumentsError
-from bimride.jobs.broker import PostgresBroker, job_of
+from bimride.jobs.broker import PostgresBroker, WorkerTimeout, job_of
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.q2compat import OrmQ
 from bimride.jobs.runner import WORKER, run_job
 from bimride.jobs.testing import perform_job
+from tests.conftest import wait_until
 from tests.pooler import direct_database_url
-from tests.tasktypes import add, explode, flaky, returns_a_set, sees_itself_running, whoami
+from tests.tasktypes import (
+    OVERRUN_OUTCOMES,
+    add,
+    explode,
+    flaky,
+    overruns,
+    returns_a_set,
+    sees_itself_running,
+    whoami,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -279,6 +290,28 @@ def test_a_coroutine_function_runs_to_completion_with_the_database():
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value is True
 
 
+@pytest.fixture
+def worker_time_limit():
+    """SIGALRM raises WorkerTimeout here, as it does in a django-q2 worker."""
+
+    def expire(signum, frame):
+        raise WorkerTimeout("Task exceeded maximum timeout value")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    yield
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_coroutine_past_its_time_limit_fails_and_is_cancelled(worker_time_limit):
+    OVERRUN_OUTCOMES.clear()
+    result = overruns.enqueue(30)
+    run(result)
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == "django_q.exceptions.TimeoutException"
+    wait_until(lambda: OVERRUN_OUTCOMES, timeout=5, what="the coroutine to end")
+    assert OVERRUN_OUTCOMES == ["cancelled"]
+
+
 def test_a_cancelled_task_is_failed_without_errors():
     result = add.enqueue(1, 2)
     services.job_cancel(job_id=int(result.id))
@@ -300,16 +333,16 @@ def test_signals_follow_a_task_from_enqueue_to_its_outcome():
         task_started: receiver("started"),
         task_finished: receiver("finished"),
     }
-    for signal, receive in receivers.items():
-        signal.connect(receive)
+    for sent, receive in receivers.items():
+        sent.connect(receive)
     try:
         ok, failing = add.enqueue(1, 2), explode.enqueue("boom")
         run(ok)
         run(failing)
         run(failing)
     finally:
-        for signal, receive in receivers.items():
-            signal.disconnect(receive)
+        for sent, receive in receivers.items():
+            sent.disconnect(receive)
     assert [(name, status) for name, _, _, status in seen] == [
         ("enqueued", "READY"), ("enqueued", "READY"),
         ("started", "RUNNING"), ("finished", "SUCCESSFUL"),
