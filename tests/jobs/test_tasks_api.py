@@ -17,7 +17,12 @@ from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 from django_tasks import TaskResultStatus, default_task_backend, task, task_backends
-from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist, TaskResultMismatch
+from django_tasks.exceptions import (
+    InvalidTaskBackendError,
+    InvalidTaskError,
+    TaskResultDoesNotExist,
+    TaskResultMismatch,
+)
 from django_tasks.signals import task_enqueued, task_finished, task_started
 
 from bimride.jobs import selectors, services
@@ -189,6 +194,11 @@ def test_using_makes_a_modified_copy_and_the_job_follows_it():
 def test_using_refuses_what_the_backend_cannot_honour(changes, message):
     with pytest.raises(InvalidTaskError, match=re.escape(message)):
         add.using(**changes)
+
+
+def test_using_an_unknown_backend_is_an_invalid_backend():
+    with pytest.raises(InvalidTaskBackendError):
+        add.using(backend="elsewhere")
 
 
 def test_call_runs_the_function_here_and_enqueues_nothing():
