@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "django_tasks",
     "anymail",
     "bimride",
     "bimride.jobs",
@@ -231,6 +232,13 @@ Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 JOB_EXTRA_MODULES = env.list("JOB_EXTRA_MODULES", default=[])
 READY_MAX_LAG_SECONDS = env.float("READY_MAX_LAG_SECONDS", 300)
 JOB_RETRY_SCALE = env.float("JOB_RETRY_SCALE", 1.0)  # multiplies every back-off (tests use 0.01)
+# Django's Tasks API (the django-tasks backport): every @task runs as a job on these queues.
+TASKS = {
+    "default": {
+        "BACKEND": "bimride.jobs.backend.JobBackend",
+        "QUEUES": list(JOB_QUEUES),  # a task's queue_name is "default" unless it says otherwise
+    }
+}
 
 _QUEUE_WORKERS = {"critical": 2, "default": 2, "bulk": 2}
 Q_CLUSTER = {

@@ -24,10 +24,10 @@ class JobEventInline(AuditInline):
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "name", "queue", "state", "attempts", "created_at", "run_at", "finished_at",
-        "trace_id",
+        "id", "name", "queue", "priority", "state", "attempts", "created_at", "run_at",
+        "finished_at", "trace_id",
     ]  # fmt: skip
-    list_filter = ["state", "queue", "name", "created_at"]
+    list_filter = ["state", "queue", "name", "backend", "created_at"]
     search_fields = ["=id", "=idempotency_key", "=trace_id", "subject"]
     date_hierarchy = "created_at"
     inlines = [JobEventInline]

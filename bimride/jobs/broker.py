@@ -3,8 +3,9 @@
 A job's django-q2 ORM-broker row is written by the statement that writes the job (`pushing`),
 so it commits with it; it is invisible until the job is due (its `lock` is the due time), and a
 NOTIFY at commit wakes the queue's idle pushers. `PostgresBroker` is the broker the
-`qcluster` processes pull with: one statement claims a batch with SKIP LOCKED in due order, and
-an idle pusher waits on LISTEN (bounded by the next due time) instead of sleeping a poll interval.
+`qcluster` processes pull with: one statement claims a batch with SKIP LOCKED, highest priority
+first and then in due order, and an idle pusher waits on LISTEN (bounded by the next due time)
+instead of sleeping a poll interval.
 """
 
 import contextlib
@@ -71,13 +72,15 @@ def job_of(payload: str) -> int | None:
 
 def pushing(rows: str) -> str:
     """A statement that runs the CTEs `rows` (one named `rows`, yielding jobs' id, queue, name,
-    timeout and run_at) and pushes every job it yields: a broker row each, invisible until the
-    job is due (its `lock`), and a NOTIFY to its queue, sent at commit (once per queue). It
-    answers a row per job pushed, the job's id first, and takes the parameters of `rows`."""
+    timeout, run_at and priority) and pushes every job it yields: a broker row each, invisible
+    until the job is due (its `lock`), claimed before lower priorities (the broker row's
+    `priority`, a column BimRide adds to django-q2's table), and a NOTIFY to its queue, sent at
+    commit (once per queue). It answers a row per job pushed, the job's id first, and takes the
+    parameters of `rows`."""
     return (
-        f"WITH {rows}, pushed AS (INSERT INTO {QUEUE_TABLE} (key, payload, lock)"
+        f"WITH {rows}, pushed AS (INSERT INTO {QUEUE_TABLE} (key, payload, lock, priority)"
         f" SELECT queue, json_build_object('job', id, 'name', name, 'timeout', timeout)::text,"
-        f" run_at FROM rows)"
+        f" run_at, priority FROM rows)"
         f" SELECT id, pg_notify('{channel('')}' || queue, '') FROM rows"
     )
 
@@ -94,7 +97,8 @@ def push(jobs) -> None:
         cursor.execute(
             pushing(
                 f"rows AS (UPDATE {Job._meta.db_table} SET dispatched_at = now()"
-                f" WHERE id = ANY(%s::bigint[]) RETURNING id, queue, name, timeout, run_at)"
+                f" WHERE id = ANY(%s::bigint[])"
+                f" RETURNING id, queue, name, timeout, run_at, priority)"
             ),
             [[job.pk for job in jobs]],
         )
@@ -106,8 +110,20 @@ def _db_error(what: str) -> None:
     time.sleep(1)
 
 
+# A batch of due rows, highest priority first, then earliest due; handed out in that order.
+_DEQUEUE = (
+    f"WITH due AS (SELECT id, priority, lock FROM {QUEUE_TABLE} WHERE key = %s AND lock <= now()"
+    f" ORDER BY priority DESC, lock LIMIT %s FOR UPDATE SKIP LOCKED),"
+    f" taken AS (UPDATE {QUEUE_TABLE} q SET lock = now() + make_interval(secs => %s) FROM due"
+    f" WHERE q.id = due.id RETURNING q.id, q.payload)"
+    f" SELECT taken.id, taken.payload FROM taken JOIN due USING (id)"
+    f" ORDER BY due.priority DESC, due.lock"
+)
+
+
 class PostgresBroker(ORM):
-    """django-q2's ORM broker with due-time order, SKIP LOCKED batches and LISTEN/NOTIFY."""
+    """django-q2's ORM broker with priority and due-time order, SKIP LOCKED batches and
+    LISTEN/NOTIFY."""
 
     _listener = None
 
@@ -118,12 +134,7 @@ class PostgresBroker(ORM):
     def dequeue(self):
         try:
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {QUEUE_TABLE} SET lock = now() + make_interval(secs => %s)"
-                    f" WHERE id IN (SELECT id FROM {QUEUE_TABLE} WHERE key = %s AND lock <= now()"
-                    f" ORDER BY lock LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, payload",
-                    [Conf.RETRY, self.list_key, Conf.BULK],
-                )
+                cursor.execute(_DEQUEUE, [self.list_key, Conf.BULK, Conf.RETRY])
                 tasks = [(row_id, task_payload(payload)) for row_id, payload in cursor.fetchall()]
             if tasks:
                 return tasks

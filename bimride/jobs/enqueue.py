@@ -25,16 +25,29 @@ def enqueue(
     run_at: datetime | None = None,
     idempotency_key: str | None = None,
     retry_of: Job | None = None,
+    queue: str | None = None,
+    priority: int = 0,
+    backend: str = "",
 ) -> Job:
     """Create job `name` due now (or at `run_at`, or after `delay`) and return it.
 
     Raises JobPayloadError for a payload that does not fit the job's schema (nothing stored).
     With an `idempotency_key` that exists, returns the existing job instead, also when two
-    transactions race with the same key.
+    transactions race with the same key. `queue` (by default the job type's), `priority` and
+    `backend` (a task's TASKS alias) are for tasks of Django's Tasks API and their retries.
     """
-    job = _build(name, payload, idempotency_key=idempotency_key, retry_of=retry_of)
+    fields = {"queue": queue} if queue else {}
+    job = _build(
+        name,
+        payload,
+        idempotency_key=idempotency_key,
+        retry_of=retry_of,
+        priority=priority,
+        backend=backend,
+        **fields,
+    )
     if run_at or delay:
-        job.run_at = run_at or job.created_at + delay
+        job.run_at = job.run_after = run_at or job.created_at + delay
     if not _insert([job]):  # the key exists (or a transaction racing with it committed it)
         return Job.objects.get(idempotency_key=idempotency_key)
     return job
@@ -45,18 +58,20 @@ def _build(name: str, payload: dict | None, **fields) -> Job:
     job_type = registry.get(name)
     data = job_type.validate(payload if payload is not None else {})
     now = timezone.now()
+    defaults = {
+        "queue": job_type.queue,
+        "max_attempts": job_type.retry.max_attempts,
+        "timeout": job_type.timeout,
+        "trace_id": current_trace_id(),
+        "subject": job_type.subject_of(data),
+    }
     return Job(
         name=name,
-        queue=job_type.queue,
         payload=data,
-        max_attempts=job_type.retry.max_attempts,
-        timeout=job_type.timeout,
-        trace_id=current_trace_id(),
-        subject=job_type.subject_of(data),
         created_at=now,
         run_at=now,
         dispatched_at=now,
-        **fields,
+        **(defaults | fields),
     )
 
 
@@ -70,7 +85,7 @@ def _insert_statement(count: int) -> str:
     return broker.pushing(
         f"rows AS (INSERT INTO {Job._meta.db_table} ({', '.join(f.column for f in _FIELDS)})"
         f" VALUES {', '.join([row] * count)} ON CONFLICT (idempotency_key) DO NOTHING"
-        f" RETURNING id, queue, name, timeout, run_at, created_at),"
+        f" RETURNING id, queue, name, timeout, run_at, priority, created_at),"
         f" audit AS (INSERT INTO {JobEvent._meta.db_table}"
         f" (job_id, state, attempt, at, worker, error, note)"
         f" SELECT id, %s, 0, created_at, '', '', '' FROM rows)"

@@ -15,10 +15,14 @@ class Job(models.Model):
         DEAD = "dead"
         CANCELLED = "cancelled"
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=200)  # a job type's name, or a task's module path
     queue = models.CharField(max_length=20)
-    payload = models.JSONField(default=dict)
+    payload = models.JSONField(default=dict)  # a task's: {"args": [...], "kwargs": {...}}
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    # Higher first: among a queue's due jobs, workers claim the highest priority first.
+    priority = models.SmallIntegerField(default=0, db_default=0)
+    # A task's TASKS alias (Django's Tasks API); blank for a job enqueued by its job type.
+    backend = models.CharField(max_length=32, blank=True, default="", db_default="")
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField()
     timeout = models.PositiveIntegerField()  # seconds per attempt
@@ -27,6 +31,7 @@ class Job(models.Model):
     subject = models.CharField(max_length=64, blank=True)  # "ride:42": whose job this is
     created_at = models.DateTimeField(default=timezone.now)
     run_at = models.DateTimeField(default=timezone.now)  # when the next attempt is due
+    run_after = models.DateTimeField(null=True, blank=True)  # the due time asked at enqueue
     dispatched_at = models.DateTimeField(null=True, blank=True)  # pushed to the broker
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -58,7 +63,10 @@ class Job(models.Model):
             ),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="job_max_attempts_pos")
+            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="job_max_attempts_pos"),
+            models.CheckConstraint(
+                condition=Q(priority__gte=-100, priority__lte=100), name="job_priority_range"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -74,6 +82,9 @@ class JobEvent(models.Model):
     at = models.DateTimeField(default=timezone.now)
     worker = models.CharField(max_length=100, blank=True)
     error = models.TextField(blank=True)
+    # A failed attempt's exception, its class by module path ("builtins.ValueError").
+    error_class = models.CharField(max_length=200, blank=True, default="", db_default="")
+    traceback = models.TextField(blank=True, default="", db_default="")
     note = models.TextField(blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -95,7 +106,7 @@ class DeadLetter(models.Model):
         DISCARDED = "discarded"
 
     job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="dead_letter")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=200)
     queue = models.CharField(max_length=20)
     payload = models.JSONField(default=dict)
     error_class = models.CharField(max_length=200)

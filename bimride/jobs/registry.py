@@ -1,5 +1,6 @@
 """The registry of job types: `@job` declares a handler, its queue, retry, timeout and payload."""
 
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 from rest_framework import serializers
 
 from bimride.jobs.retry import DEFAULT_RETRY, RetryPolicy
@@ -57,6 +59,9 @@ class JobType:
     subject: str | None = None  # e.g. "ride": the job belongs to ride payload["ride_id"]
     atomic: bool = True  # run the handler and record success in one transaction
     on_dead: Callable[[dict, str], None] | None = field(default=None, repr=False)
+    # Called with the job's id once its outcome (succeeded or dead) is committed.
+    on_finish: Callable[[int], None] | None = field(default=None, repr=False)
+    task: object | None = field(default=None, repr=False)  # the Tasks API task it runs, if any
 
     def __call__(self, payload: dict, ctx: JobContext):
         return self.func(payload, ctx)
@@ -122,21 +127,31 @@ def job(
 
     def register(func: Callable) -> JobType:
         events = (on,) if isinstance(on, str) else tuple(on)
-        job_type = JobType(
-            name, func, queue, retry, timeout, payload, events, subject, atomic, on_dead
+        return add(
+            JobType(name, func, queue, retry, timeout, payload, events, subject, atomic, on_dead)
         )
-        if name in _types and _types[name].func.__qualname__ != func.__qualname__:
-            raise ValueError(f"Job type {name} is declared twice")
-        _types[name] = job_type
-        for event in events:
-            if job_type not in _subscribers[event]:
-                _subscribers[event].append(job_type)
-        return job_type
 
     return register
 
 
+def add(job_type: JobType) -> JobType:
+    """Register `job_type` (by `@job`, or by the Tasks API backend for a task)."""
+    name, func = job_type.name, job_type.func
+    if name in _types and _types[name].func.__qualname__ != func.__qualname__:
+        raise ValueError(f"Job type {name} is declared twice")
+    _types[name] = job_type
+    for event in job_type.on:
+        if job_type not in _subscribers[event]:
+            _subscribers[event].append(job_type)
+    return job_type
+
+
 def get(name: str) -> JobType:
+    """The job type `name`. A task's job type is named by its module path: if its module was
+    not imported yet (a worker imports apps' tasks.py only), importing it registers it."""
+    if name not in _types and "." in name:
+        with contextlib.suppress(ImportError):
+            import_string(name)
     try:
         return _types[name]
     except KeyError:

@@ -48,7 +48,7 @@ WITH claimed AS (
     RETURNING *
 ), audit AS (
     INSERT INTO {_EVENT} (job_id, state, attempt, at, worker, error, note)
-    SELECT id, 'running', attempts, clock_timestamp(), worker, '', '' FROM claimed
+    SELECT id, 'running', attempts, started_at, worker, '', '' FROM claimed
 )
 SELECT * FROM claimed
 """
@@ -97,12 +97,27 @@ def run_job(job_id: int) -> None:
                 raise WorkerLost("The worker running the last attempt died.")
             _execute(job, job_type)
         except (Exception, WorkerTimeout) as error:  # noqa: BLE001 - recorded, retried or dead
-            patiently(_fail, job, error, patience=settings.JOB_DB_OUTAGE_PATIENCE)
+            state = patiently(_fail, job, error, patience=settings.JOB_DB_OUTAGE_PATIENCE)
         else:
+            state = Job.State.SUCCEEDED
             elapsed = time.monotonic() - started
             metrics.JOB_RUN.labels(job.name).observe(elapsed)
             metrics.SUCCEEDED.labels(job.name, job.queue).inc()
             logger.info("job succeeded in %.3fs", elapsed)
+        if state in (Job.State.SUCCEEDED, Job.State.DEAD):
+            _finished(job)
+
+
+def _finished(job: Job) -> None:
+    """Tell the job type's `on_finish` hook (the Tasks API's `task_finished`) that the job's
+    outcome is committed. A failing hook is logged: the outcome stands."""
+    job_type = registry.all_types().get(job.name)
+    if job_type is None or job_type.on_finish is None:
+        return
+    try:
+        job_type.on_finish(job.pk)
+    except Exception:
+        logger.exception("on_finish hook of %s failed", job.name)
 
 
 def _claim(job_id: int) -> Job | None:
@@ -181,13 +196,23 @@ def _error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _error_fields(error: BaseException) -> dict:
+    """What an audit event keeps of a failed attempt's exception."""
+    return {
+        "error": _error_text(error),
+        "error_class": f"{type(error).__module__}.{type(error).__qualname__}",
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
 @transaction.atomic
-def _fail(job: Job, error: BaseException) -> None:
-    """Schedule the next attempt with back-off, or dead-letter the job."""
+def _fail(job: Job, error: BaseException) -> str | None:
+    """Schedule the next attempt with back-off, or dead-letter the job; return its new state
+    (None if the job had moved on without this attempt)."""
     current = Job.objects.select_for_update().get(pk=job.pk)
     if current.state != Job.State.RUNNING or current.attempts != job.attempts:
         logger.warning("attempt ended after its job moved on: %s", _error_text(error))
-        return
+        return None
     message = _error_text(error)
     now = timezone.now()
     metrics.FAILURES.labels(job.name, job.queue).inc()
@@ -196,23 +221,32 @@ def _fail(job: Job, error: BaseException) -> None:
         current.state, current.finished_at = Job.State.DEAD, now
         current.save()
         JobEvent.objects.create(
-            job=current, state=current.state, attempt=current.attempts, worker=WORKER, error=message
+            job=current,
+            state=current.state,
+            attempt=current.attempts,
+            worker=WORKER,
+            **_error_fields(error),
         )
         _dead_letter(current, error)
         metrics.DEAD.labels(job.name, job.queue).inc()
         logger.error("job dead after %s attempt(s): %s", current.attempts, message)
-        return
+        return current.state
     job_type = registry.get(current.name)
     current.state = Job.State.RETRYING
     delay = timedelta(seconds=job_type.retry.delay(current.attempts))
     current.run_at = current.next_attempt_at = now + delay
     current.save()
     JobEvent.objects.create(
-        job=current, state=current.state, attempt=current.attempts, worker=WORKER, error=message
+        job=current,
+        state=current.state,
+        attempt=current.attempts,
+        worker=WORKER,
+        **_error_fields(error),
     )
     dispatch(current)  # commits with the state change: a retry is never lost
     metrics.RETRIES.labels(job.name, job.queue).inc()
     logger.warning("job failed (%s); next attempt at %s", message, current.run_at.isoformat())
+    return current.state
 
 
 def _dead_letter(job: Job, error: BaseException) -> None:

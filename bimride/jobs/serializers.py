@@ -7,9 +7,9 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "name", "queue", "state", "attempts", "max_attempts", "idempotency_key",
-            "trace_id", "created_at", "run_at", "started_at", "finished_at", "next_attempt_at",
-            "result", "last_error", "progress",
+            "id", "name", "queue", "priority", "state", "attempts", "max_attempts",
+            "idempotency_key", "trace_id", "created_at", "run_at", "started_at", "finished_at",
+            "next_attempt_at", "result", "last_error", "progress",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -37,6 +37,10 @@ def deadletter_retry(
             dead_letter.payload if payload is None else payload,
             idempotency_key=key,
             retry_of=old,
+            # a task keeps its queue, priority and backend (a job type's queue is its own)
+            queue=old.queue if old.backend else None,
+            priority=old.priority,
+            backend=old.backend,
         )
     except JobPayloadError as error:
         raise ValidationError(
