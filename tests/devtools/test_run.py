@@ -69,7 +69,11 @@ def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db
     base = f"http://127.0.0.1:{port}"
     clusters: set[int] = set()
     try:
-        wait_until(lambda: answers("GET", f"{base}/healthz"), timeout=30, what="healthz")
+        wait_until(  # migrate, demo data and start-up: slow on a busy two-core machine
+            lambda: answers("GET", f"{base}/healthz"),
+            timeout=90,
+            what=lambda: "healthz; make run said:\n" + (tmp_path / "run.log").read_text()[-3000:],
+        )
         assert wait_until(
             lambda: answers("POST", f"{base}/api/auth/token", json=ADMIN),
             timeout=10,

@@ -71,6 +71,8 @@ def test_a_raising_task_ends_failed_with_its_errors_and_a_dead_letter(start_clus
 
 def test_run_after_is_honoured_to_the_job_systems_precision(start_cluster):
     start_cluster("default")
+    warm = add.enqueue(0, 0)  # lateness is the workers' to show, not their start-up's
+    wait_until(lambda: finished(warm), what="the workers to start")
     run_after = timezone.now() + timedelta(seconds=3)
     result = add.using(run_after=run_after).enqueue(1, 2)
     wait_until(lambda: finished(result), what="the deferred task to finish")

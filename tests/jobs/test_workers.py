@@ -38,6 +38,8 @@ def test_a_job_runs_on_its_queue_and_succeeds(start_cluster):
 
 def test_a_deferred_job_runs_at_its_due_time_within_a_second(start_cluster):
     start_cluster("default")
+    warm = enqueue("tests.effect_default", {"n": 0})  # lateness is the workers', not start-up's
+    wait_until(lambda: state_of(warm) == "succeeded", what="the workers to start")
     job = enqueue("tests.effect_default", {"n": 1}, delay=timedelta(seconds=2))
     wait_until(lambda: state_of(job) == "succeeded", what="the deferred job to succeed")
     job.refresh_from_db()
