@@ -94,6 +94,7 @@ def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db
         run.process.send_signal(signal.SIGINT)
 
         assert run.process.wait(timeout=20) == 0, (tmp_path / "run.log").read_text()
+        assert "open /admin/access/enrol/" in (tmp_path / "run.log").read_text()
         assert not alive_in_sessions(clusters)
     finally:
         run.stop(grace=20)  # devtools.run stops its children on SIGTERM too
