@@ -164,7 +164,6 @@ AUTH_PASSWORD_VALIDATORS = [
 # counts live in the database (shared by every web process) and lapse LOGIN_COOLOFF_MINUTES
 # after the last failure; a success forgets the account's failures from that address;
 # attempts refused while locked out do not extend the lock.
-AXES_ENABLED = env.bool("LOGIN_LOCKOUT", True)
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", 15))
@@ -190,6 +189,7 @@ OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", "BimRide")
 STAFF_SESSION_IDLE = timedelta(minutes=env.int("STAFF_SESSION_IDLE_MINUTES", 30))
 SESSION_COOKIE_HTTPONLY = True
 LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "/api/docs/"  # after the browsable API's sign-in without a `next`
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", "UTC")
