@@ -4,6 +4,7 @@ from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import bimride.access.schema  # noqa: F401 - describes our session authentication in the schema
 from bimride import health
 from bimride.access.views import ApiLoginView
 from bimride.api import error_body

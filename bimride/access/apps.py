@@ -10,7 +10,7 @@ class AccessConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from bimride.access import audit, schema  # noqa: F401 - the schema registers itself
+        from bimride.access import audit
 
         audit.connect()
 

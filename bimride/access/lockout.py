@@ -10,8 +10,6 @@ from django.db.models import Max, Q
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 
-from bimride.api import error_body
-
 LOCKED_OUT_MESSAGE = "Too many failed sign-ins. Try again in {minutes} minutes."
 
 
@@ -62,6 +60,9 @@ def lockout_response(request, original_response=None, credentials=None) -> HttpR
     )
     message = lockout_message(seconds)
     if request.path.startswith("/api/"):
+        # here, not at the top: every process loads this module, workers need no DRF
+        from bimride.api import error_body
+
         response = JsonResponse(error_body("locked_out", message), status=429)
     elif original_response is not None and original_response.get("Content-Type", "").startswith(
         "text/html"

@@ -3,8 +3,6 @@ static tokens), their enrolment, and the rule of who must use them."""
 
 import io
 
-import qrcode
-import qrcode.image.svg
 from django.conf import settings
 from django.db import transaction
 from django_otp import devices_for_user
@@ -81,6 +79,9 @@ def recovery_codes_left(user) -> int:
 
 def qr_svg(device: TOTPDevice) -> str:
     """The device's otpauth:// URL as an inline SVG QR code for an authenticator app."""
+    import qrcode  # here: only the enrolment page draws one
+    import qrcode.image.svg
+
     image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
     buffer = io.BytesIO()
     image.save(buffer)

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.test import Client
 
 from bimride.access.models import SignInEvent
 from tests.access.conftest import WAYS, sign_in, signed_in
@@ -132,3 +133,19 @@ def test_wrong_second_factor_codes_count_towards_the_lockout(way, staff_user, ot
         ("locked_out", "otp"),  # the failure that reached the limit
         ("locked_out", "locked"),  # refused unchecked
     ]
+
+
+def test_a_forwarded_for_header_is_believed_only_from_trusted_proxies(settings, staff_user):
+    def guess(forwarded: str):
+        client = Client(REMOTE_ADDR="10.1.1.1", HTTP_X_FORWARDED_FOR=forwarded)
+        return client.post("/admin/login/", {"username": staff_user.username, "password": "x"})
+
+    for i in range(limit()):  # a client inventing a new address each time is still one peer
+        last = guess(f"192.0.2.{i}")
+    assert last.status_code == 429
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"10.1.1.1"}
+
+    AccessAttempt.objects.all().delete()
+    settings.TRUSTED_PROXY_COUNT = 1  # one proxy, which appends the peer it saw
+    guess("198.51.100.1, 203.0.113.9")
+    assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == ["203.0.113.9"]
