@@ -34,6 +34,7 @@ def test_production_settings_require_the_second_factor_for_staff():
         "from django.conf import settings; print(settings.STAFF_OTP_REQUIRED)",
         SECRET_KEY="x" * 50,
         ALLOWED_HOSTS="api.bimride.example",
+        POSTMARK_SERVER_TOKEN="pm-server-token",  # whichever email provider is the default
         SENDGRID_API_KEY="SG.test",
         ANYMAIL_WEBHOOK_SECRET="hooks:secret",
         STRIPE_API_KEY="sk_test_x",
