@@ -40,6 +40,9 @@ class SourceAddressAdapter(HTTPAdapter):
 def session_from(address: str) -> requests.Session:
     session = requests.Session()
     session.mount("http://", SourceAddressAdapter(address))
+    # A new connection per request: a guesser idle past gunicorn's keep-alive would otherwise
+    # reuse a connection the server has just closed (a reset, not an answer).
+    session.headers["Connection"] = "close"
     return session
 
 
