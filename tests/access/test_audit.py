@@ -1,8 +1,11 @@
 """The sign-in audit (success, failure, lockout: who, when, from where) is in the admin,
 read-only; the staff actions that write audit events name the signed-in user."""
 
+from io import StringIO
+
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 
 from bimride.access.models import SignInEvent
 from bimride.jobs.enqueue import enqueue
@@ -148,3 +151,19 @@ def test_refunds_from_the_admin_and_the_api_name_the_user(ops, captured):
     response = client_for(ops).post(f"/api/payments/{captured.pk}/refunds", {"amount": 100})
     assert response.status_code == 202, response.content
     assert Refund.objects.get(payment=captured).requested_by == ops
+
+
+def test_the_command_line_names_the_staff_member_given_with_by(ops, dead_letters):
+    retried, discarded = dead_letters
+    waiting = enqueue("tests.declined", {"n": 3})
+    out = StringIO()
+    call_command("jobs", "retry", str(retried.pk), "--by", ops.username.upper(), stdout=out)
+    call_command("jobs", "discard", str(discarded.pk), "--note", "dup", "--by", ops.username)
+    call_command("jobs", "purge", "--queue", waiting.queue, "--yes", "--by", ops.username)
+
+    assert JobEvent.objects.get(job=retried.job, state="retried").actor == ops
+    assert JobEvent.objects.get(job=discarded.job, state="discarded").actor == ops
+    purged = JobEvent.objects.get(job=waiting, state="cancelled")
+    assert purged.actor == ops and purged.note.startswith("purged from the command line")
+    with pytest.raises(CommandError, match="no active staff account"):
+        call_command("jobs", "purge", "--queue", "default", "--yes", "--by", "rider@example.com")
