@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.shortcuts import redirect
-from django.urls import path, reverse
+from django.urls import path
 
 from bimride.access import otp, views
 from bimride.access.forms import AdminSignInForm
@@ -43,6 +43,3 @@ class StaffAdminSite(admin.AdminSite):
             ),
             *super().get_urls(),
         ]
-
-    def enrol_url(self) -> str:
-        return reverse("admin:access_enrol", current_app=self.name)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
@@ -34,6 +35,7 @@ def enrol_view(site):
     Open to a password-only staff session while the account has no authenticator (the first
     sign-in); replacing an authenticator takes a session verified by the current one."""
 
+    @never_cache  # it shows a secret
     @csrf_protect
     @sensitive_post_parameters("code")
     def view(request):
