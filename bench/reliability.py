@@ -10,7 +10,8 @@ started without disturbing `make run` or `make test`), migrates it, then runs th
 2. database restart web + 1 qcluster + steady requests; PostgreSQL stopped for 10 s
 3. duplicates       concurrent same-key ride requests; drivers racing for one ride
 4. bad input        schemathesis over /api/schema/, malformed bodies, wrong content types
-5. security         the authorisation matrix, staff-only surfaces, throttles
+5. security         the authorisation matrix, staff-only surfaces, throttles, password
+                    guessing at a staff account from one address and from 50
 6. provider outage  email and Stripe stand-ins failing 503 (a stub until they exist)
 
 Each ends with an accounting (lost, duplicated, 5xx). The table goes to stdout and to

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from bench.reliability_faults import Result
+from bench.reliability_guessing import GUESSES, guessing
 from rides.models import Driver, Ride, RideOffer, Rider
 
 RIDE_BODY = {"pickup": {"lat": 52.52, "lng": 13.405}, "dropoff": {"lat": 52.50, "lng": 13.45}}
@@ -149,7 +150,7 @@ def duplicates(base: str, cfg) -> Result:
 
 
 def security(base: str) -> Result:
-    """Scenario 5: who may read and write what; staff-only surfaces; throttles."""
+    """Scenario 5: who may read and write what; staff-only surfaces; throttles; guessing."""
     result = Result("5. security")
     a, b = make_actor("rider", "rider_a", password=True), make_actor("rider", "rider_b")
     d1, d2 = make_actor("driver", "driver_1"), make_actor("driver", "driver_2")
@@ -238,8 +239,19 @@ def security(base: str) -> Result:
     result.notes.append(throttled)
     if "429" not in throttled:
         failures.append(throttled)
-    result.load = f"{len(checks) + 5} authz requests, 6 actors; 31 ride requests in a minute"
-    result.faults = "cross-user reads/writes, non-staff on staff surfaces"
+    guessed = make_actor("staff", "guessed", password=True)
+    guess_notes, guess_failures, guess_fives = guessing(base, guessed.user, PASSWORD)
+    result.notes += guess_notes
+    failures += guess_failures
+    fives += guess_fives
+    result.load = (
+        f"{len(checks) + 5} authz requests, 6 actors; 31 ride requests in a minute; "
+        f"{2 * GUESSES} wrong passwords at one staff account"
+    )
+    result.faults = (
+        "cross-user reads/writes, non-staff on staff surfaces, password guessing from 1 and "
+        "from 50 addresses"
+    )
     result.errors_5xx = fives
     result.notes.append(f"{len(checks)} matrix checks, {len(failures)} violations")
     for failure in failures:

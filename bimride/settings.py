@@ -36,7 +36,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 ADMINS = [("Ops", a) for a in env.list("ADMINS", default=[])]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "bimride.access.apps.StaffAdminConfig",  # django.contrib.admin behind two factors
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -49,7 +49,12 @@ INSTALLED_APPS = [
     "django_q",
     "django_tasks",
     "anymail",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "bimride",
+    "bimride.access",  # after axes: its receivers see axes' verdict on each attempt
     "bimride.jobs",
     "rides",
     "payments",
@@ -64,8 +69,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "bimride.access.middleware.StaffSessionIdleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into a 429
 ]
 
 if PRODUCTION:  # gunicorn serves the admin's and API docs' assets (runserver does in dev)
@@ -136,12 +144,52 @@ if WORKER_PROCESS:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Sign-in security -----------------------------------------------------------------------------
+# Every way in (admin, browsable API, POST /api/auth/token) authenticates through axes first: a
+# locked-out account or address is refused before its password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Failed sign-ins are counted per account and, separately, per address: an account is locked
+# after LOGIN_FAILURE_LIMIT failures from anywhere, an address after as many failures on any
+# accounts, so one address guessing across accounts locks itself, not every account. The
+# counts live in the database (shared by every web process) and lapse LOGIN_COOLOFF_MINUTES
+# after the last failure; a success forgets the account's failures from that address;
+# attempts refused while locked out do not extend the lock.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Not axes' reset, which forgets every failure of the account or the address: a success on
+# one's own account would wipe the guesses at another from the same address (bimride.access).
+AXES_RESET_ON_SUCCESS = False
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_USERNAME_CALLABLE = "bimride.access.lockout.attempted_username"
+AXES_CLIENT_IP_CALLABLE = "bimride.access.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "bimride.access.lockout.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # bimride.access keeps the audit of sign-ins (SignInEvent)
+AXES_VERBOSE = False
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]  # masked in its records
+# The client's address is REMOTE_ADDR unless the app sits behind this many proxies that each
+# append to X-Forwarded-For; then it is the address the outermost trusted proxy saw.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", 0)
+# Staff sign in with a TOTP code (or a recovery code): required in production; in development
+# a staff user without a device signs in with the password alone and is asked to enrol.
+STAFF_OTP_REQUIRED = env.bool("STAFF_OTP_REQUIRED", PRODUCTION)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", "BimRide")
+# A staff session ends after this long without a request; other sessions last SESSION_COOKIE_AGE.
+STAFF_SESSION_IDLE = timedelta(minutes=env.int("STAFF_SESSION_IDLE_MINUTES", 30))
+SESSION_COOKIE_HTTPONLY = True
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "/api/docs/"  # after the browsable API's sign-in without a `next`
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", "UTC")
@@ -167,7 +215,7 @@ CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "bimride.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "bimride.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

@@ -1,15 +1,25 @@
 from django.contrib import admin
+from django.contrib.auth.views import LogoutView
 from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import bimride.access.schema  # noqa: F401 - describes our session authentication in the schema
 from bimride import health
+from bimride.access.views import ApiLoginView
 from bimride.api import error_body
 from bimride.jobs.health import readyz
 from bimride.jobs.views import MetricsView
 
+# The browsable API's session sign-in: the same lockout and second factor as the admin's.
+api_auth = [
+    path("login/", ApiLoginView.as_view(), name="login"),
+    path("logout/", LogoutView.as_view(), name="logout"),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api-auth/", include((api_auth, "rest_framework"))),
     path("api/", include("rides.urls")),
     path("api/", include("bimride.jobs.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

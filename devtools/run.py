@@ -47,6 +47,7 @@ def prepare() -> str:
     say("seeding demo data")
     call_command("seed_demo")
     email = ensure_admin()
+    say(two_factor_hint(email))
     connections.close_all()  # the children open their own
     return email
 
@@ -77,6 +78,22 @@ def ensure_admin() -> str:
         else:
             say(f"admin {email} exists; password unchanged (ADMIN_PASSWORD changes it)")
     return email
+
+
+def two_factor_hint(email: str) -> str:
+    """How the admin signs in: with its authenticator's code, or how to set one up."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from bimride.access.otp import has_authenticator
+
+    if has_authenticator(get_user_model().objects.get(username=email)):
+        return f"admin {email} signs in with the code from its authenticator app"
+    when = "required now" if settings.STAFF_OTP_REQUIRED else "required with DJANGO_ENV=production"
+    return (
+        f"admin {email} has no second factor yet ({when}): sign in, then follow the banner or"
+        " open /admin/access/enrol/ and scan the QR code with an authenticator app"
+    )
 
 
 def commands(port: str) -> dict[str, tuple[list[str], dict[str, str]]]:

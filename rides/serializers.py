@@ -38,6 +38,9 @@ class AccountSerializer(serializers.Serializer):
 class TokenInput(serializers.Serializer):
     email = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+    otp_token = serializers.CharField(
+        max_length=32, required=False, write_only=True, help_text="staff: a TOTP or recovery code"
+    )
 
 
 class TokenSerializer(serializers.Serializer):

@@ -8,6 +8,10 @@ from urllib.parse import quote
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from devtools.email_standin import EmailStandin
@@ -72,6 +76,42 @@ def other_driver(db):
 @pytest.fixture
 def staff(db):
     return UserFactory(is_staff=True, is_superuser=True)
+
+
+def give_authenticator(user) -> TOTPDevice:
+    """Enrol `user` in the second factor: a confirmed authenticator (read codes with totp_now)."""
+    return TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+
+
+def totp_now(device: TOTPDevice) -> str:
+    """The code the device's authenticator app shows now."""
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():0{device.digits}d}"
+
+
+def verified_client(user) -> Client:
+    """A browser session of `user` signed in with the second factor (a device is enrolled)."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or give_authenticator(
+        user
+    )
+    client = Client()
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id  # what django_otp.login() stores
+    session.save()
+    return client
+
+
+@pytest.fixture
+def staff_otp_client(staff) -> Client:
+    """The admin as staff signed in with password and second factor, as production requires."""
+    return verified_client(staff)
+
+
+@pytest.fixture
+def otp_required(settings):
+    """Production's rule: every staff user signs in with the second factor."""
+    settings.STAFF_OTP_REQUIRED = True
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.http import HttpRequest
 from rest_framework.authtoken.models import Token
 
+from bimride.access import audit, otp
 from bimride.errors import ValidationError
 from bimride.jobs.enqueue import publish
 from rides.models import Driver, Rider
@@ -33,10 +35,27 @@ def account_register(*, email: str, password: str, name: str, role: str) -> tupl
     return user, token.key
 
 
-def account_token(*, email: str, password: str) -> str:
-    """The API token of the account with these credentials."""
-    user = authenticate(username=email.strip().lower(), password=password)
+def account_token(*, email: str, password: str, otp_token: str = "", request: HttpRequest) -> str:
+    """The API token of the account with these credentials (and, for staff who need one, a
+    second-factor code). `request` is the sign-in's: failures count towards its lockout."""
+    username = email.strip().lower()
+    user = authenticate(request, username=username, password=password)
     if user is None:
         raise ValidationError("Wrong email or password.", code="invalid_credentials")
+    if otp.otp_required(user):
+        if not otp.has_authenticator(user):
+            raise ValidationError(
+                "This staff account needs two-factor sign-in: enrol in the admin first.",
+                code="otp_enrolment_required",
+            )
+        if not otp_token:
+            raise ValidationError(
+                "Staff accounts sign in with a second-factor code: send otp_token.",
+                code="otp_required",
+            )
+        if otp.verify_code(user, otp_token) is None:
+            audit.sign_in_failed(request, username, "otp")
+            raise ValidationError("Wrong second-factor code.", code="invalid_otp")
+    audit.sign_in_succeeded(request, user)
     token, _ = Token.objects.get_or_create(user=user)
     return token.key

@@ -11,6 +11,7 @@ import pytest
 import requests
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from django.test import RequestFactory
 from rest_framework.authtoken.models import Token
 
 from bimride.jobs.models import Job
@@ -97,6 +98,7 @@ def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db
         run.process.send_signal(signal.SIGINT)
 
         assert run.process.wait(timeout=20) == 0, (tmp_path / "run.log").read_text()
+        assert "open /admin/access/enrol/" in (tmp_path / "run.log").read_text()
         assert not alive_in_sessions(clusters)
     finally:
         run.stop(grace=20)  # devtools.run stops its children on SIGTERM too
@@ -120,5 +122,10 @@ def test_seeding_demo_data_twice_creates_nothing_new():
     assert first["Job"] < 50
     assert not Driver.objects.filter(available=False).exists()
     assert not Driver.objects.filter(lat__isnull=True).exists()
-    assert authenticate(username="rider1@demo.bimride.example", password="demo-password-123")
-    assert authenticate(username="driver1@demo.bimride.example", password="demo-password-123")
+    request = RequestFactory().post("/api/auth/token")  # axes counts every sign-in by address
+    assert authenticate(
+        request, username="rider1@demo.bimride.example", password="demo-password-123"
+    )
+    assert authenticate(
+        request, username="driver1@demo.bimride.example", password="demo-password-123"
+    )

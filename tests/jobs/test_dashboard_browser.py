@@ -1,4 +1,5 @@
-"""Ops staff retry a dead letter from the queue dashboard, in a real headless Chromium.
+"""Ops staff sign in with their second factor and retry a dead letter from the queue dashboard,
+in a real headless Chromium.
 
 The app runs in pytest-django's `live_server` thread; Playwright drives Debian's Chromium
 (`/usr/bin/chromium`, which `.ci/run` installs when missing). Database work happens before and
@@ -16,6 +17,7 @@ from django.conf import settings
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.runner import run_job
+from tests.conftest import give_authenticator, totp_now
 from tests.factories import PASSWORD, UserFactory
 
 try:
@@ -71,8 +73,11 @@ def chromium():
 
 
 @pytest.fixture
-def staff_user():
-    return UserFactory(is_staff=True, is_superuser=True)
+def staff_user(otp_required):
+    """Staff enrolled in the second factor, with production's rule that they must use it."""
+    user = UserFactory(is_staff=True, is_superuser=True)
+    user.device = give_authenticator(user)
+    return user
 
 
 @pytest.fixture
@@ -90,6 +95,10 @@ def test_ops_staff_retry_a_dead_letter_from_the_dashboard(
         page.goto(f"{url}/admin/login/?next=/admin/jobs/job/dashboard/")
         page.fill("#id_username", staff_user.username)
         page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        expect(page.locator(".errornote")).to_contain_text("Enter the 6-digit code")
+        page.fill("#id_password", PASSWORD)
+        page.fill("#id_otp_token", totp_now(staff_user.device))
         page.click("input[type=submit]")
         expect(page).to_have_url(f"{url}/admin/jobs/job/dashboard/")
 

@@ -1,5 +1,8 @@
 """`manage.py jobs stats|list|retry|discard|purge`: the ops dashboard on the command line."""
 
+import getpass
+
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from bimride.errors import BimRideError
@@ -28,9 +31,20 @@ class Command(BaseCommand):
         purge = sub.add_parser("purge", help="cancel every waiting job of a queue")
         purge.add_argument("--queue", required=True)
         purge.add_argument("--yes", action="store_true", help="really do it")
+        for action in (retry, discard, purge):  # who the audit trail names
+            action.add_argument("--by", metavar="EMAIL", help="the staff member acting")
 
     def handle(self, *args, action: str, **options) -> None:
+        if options.get("by"):
+            options["user"] = self._staff(options["by"])
         getattr(self, f"_{action}")(**options)
+
+    @staticmethod
+    def _staff(email: str):
+        user = get_user_model().objects.filter(username=email.strip().lower()).first()
+        if user is None or not (user.is_active and user.is_staff):
+            raise CommandError(f"--by {email}: no active staff account with that email.")
+        return user
 
     def _stats(self, **options) -> None:
         head = f"{'queue':<10}{'queued':>8}{'retrying':>10}{'running':>9}{'lag s':>9}"
@@ -68,7 +82,7 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"{failed} of {len(ids)} refused")
 
-    def _retry(self, *, ids, all, name, **options) -> None:
+    def _retry(self, *, ids, all, name, user=None, **options) -> None:
         if all:
             open_letters = DeadLetter.objects.filter(resolution="")
             ids = list(
@@ -80,26 +94,27 @@ class Command(BaseCommand):
             raise CommandError("Name dead letter ids, or use --all.")
         self._each(
             ids,
-            lambda pk: f"as job {services.deadletter_retry(dead_letter_id=pk, user=None).pk}",
+            lambda pk: f"as job {services.deadletter_retry(dead_letter_id=pk, user=user).pk}",
             "retried",
         )
 
-    def _discard(self, *, ids, note, **options) -> None:
+    def _discard(self, *, ids, note, user=None, **options) -> None:
         self._each(
             ids,
-            lambda pk: services.deadletter_discard(dead_letter_id=pk, user=None, note=note).note,
+            lambda pk: services.deadletter_discard(dead_letter_id=pk, user=user, note=note).note,
             "discarded:",
         )
 
-    def _purge(self, *, queue, yes, **options) -> None:
+    def _purge(self, *, queue, yes, user=None, **options) -> None:
         waiting = Job.objects.filter(queue=queue, state__in=["queued", "retrying"])
         count = waiting.count()
         if not yes:
             self.stdout.write(f"{count} waiting job(s) on {queue} would be cancelled; add --yes.")
             return
+        note = f"purged from the command line (system user {getpass.getuser()})"
         for job_id in waiting.values_list("pk", flat=True).iterator():
             try:
-                services.job_cancel(job_id=job_id, note="purged from the command line")
+                services.job_cancel(job_id=job_id, user=user, note=note)
             except BimRideError:
                 count -= 1  # it started meanwhile
         self.stdout.write(self.style.SUCCESS(f"cancelled {count} job(s) on {queue}"))
