@@ -288,6 +288,15 @@ TASKS = {
     }
 }
 
+# Idle pushers wait for new jobs on LISTEN/NOTIFY, which needs a session of its own: direct, a
+# connection to DATABASE_URL; behind a transaction-mode pooler (where a LISTEN hears nothing),
+# one to JOB_LISTEN_DATABASE_URL, the same database bypassing the pooler. Behind a pooler without
+# it, pushers poll every JOB_POLL_SECONDS instead (README "Deploying": what that costs).
+JOB_LISTEN_DATABASE_URL = env.str("JOB_LISTEN_DATABASE_URL", "")
+JOB_PICKUP = "poll" if DB_TRANSACTION_POOLER and not JOB_LISTEN_DATABASE_URL else "listen"
+JOB_LISTEN_CONNECT_TIMEOUT = env.float("JOB_LISTEN_CONNECT_TIMEOUT", 5.0)  # seconds
+JOB_POLL_SECONDS = env.float("JOB_POLL_SECONDS", 0.25 if JOB_PICKUP == "poll" else 1.0)
+
 _QUEUE_WORKERS = {"critical": 2, "default": 2, "bulk": 2}
 Q_CLUSTER = {
     "name": "default",
@@ -306,7 +315,7 @@ Q_CLUSTER = {
     "save_limit": -1,  # the Job ledger is the record of successes
     "bulk": env.int("Q_BULK", 10),
     "recycle": 100_000,
-    "poll": 1.0,  # upper bound of an idle wait; LISTEN/NOTIFY wakes the pusher sooner
+    "poll": JOB_POLL_SECONDS,  # upper bound of an idle wait (LISTEN/NOTIFY wakes it sooner)
     "catch_up": False,
     "label": "Django Q2",
     "ALT_CLUSTERS": {

@@ -15,10 +15,12 @@ import time
 import uuid
 from datetime import timedelta
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from bimride.jobs import metrics
 from bimride.jobs.q2compat import ORM, Conf, OrmQ, Schedule, SignedPackage, Task, TimeoutException
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,27 @@ def push(jobs) -> None:
         )
 
 
+_said_pickup_mode = False
+
+
+def _say_pickup_mode(queue: str) -> None:
+    """Log once per process how this queue's idle pusher learns of new jobs."""
+    global _said_pickup_mode
+    if _said_pickup_mode:
+        return
+    _said_pickup_mode = True
+    if settings.JOB_PICKUP == "poll":
+        logger.warning(
+            "broker: queue %s polls every %.2fs for new jobs: behind a transaction-mode pooler"
+            " a LISTEN needs JOB_LISTEN_DATABASE_URL, a direct connection",
+            queue,
+            Conf.POLL,
+        )
+    else:
+        where = "JOB_LISTEN_DATABASE_URL" if settings.DB_TRANSACTION_POOLER else "DATABASE_URL"
+        logger.info("broker: queue %s waits for new jobs on LISTEN (%s)", queue, where)
+
+
 def _db_error(what: str) -> None:
     logger.warning("broker: database unavailable during %s; retrying", what, exc_info=True)
     connection.close()
@@ -132,6 +155,7 @@ class PostgresBroker(ORM):
         self._listener = None
 
     def dequeue(self):
+        _say_pickup_mode(self.list_key)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(_DEQUEUE, [self.list_key, Conf.BULK, Conf.RETRY])
@@ -139,7 +163,7 @@ class PostgresBroker(ORM):
             if tasks:
                 return tasks
             self._wait()
-        except DatabaseError:
+        except (DatabaseError, psycopg.Error):  # the listener's errors are psycopg's own
             self._drop_listener()
             _db_error("dequeue")
         return None
@@ -152,14 +176,28 @@ class PostgresBroker(ORM):
                 [self.list_key],
             )
             (next_due,) = cursor.fetchone()
-        timeout = Conf.POLL if next_due is None else min(Conf.POLL, max(float(next_due), 0.005))
-        for _ in self._listen().notifies(timeout=timeout, stop_after=1):
-            pass
+        due = next_due is not None and float(next_due) < Conf.POLL
+        timeout = max(float(next_due), 0.005) if due else Conf.POLL
+        if settings.JOB_PICKUP == "poll":
+            time.sleep(timeout)
+            ended_by = "due" if due else "poll"
+        else:
+            notified = any(True for _ in self._listen().notifies(timeout=timeout, stop_after=1))
+            ended_by = "notify" if notified else "due" if due else "poll"
+        metrics.IDLE_WAITS.labels(self.list_key, ended_by).inc()
 
     def _listen(self):
         if self._listener is None or self._listener.closed:
-            listener = connection.get_new_connection(connection.get_connection_params())
-            listener.autocommit = True
+            if settings.DB_TRANSACTION_POOLER:  # a session of its own, bypassing the pooler
+                listener = psycopg.connect(
+                    settings.JOB_LISTEN_DATABASE_URL,
+                    autocommit=True,
+                    connect_timeout=max(1, round(settings.JOB_LISTEN_CONNECT_TIMEOUT)),
+                    application_name=f"bimride-listen-{self.list_key}",
+                )
+            else:
+                listener = connection.get_new_connection(connection.get_connection_params())
+                listener.autocommit = True
             listener.execute(f'LISTEN "{channel(self.list_key)}"')
             self._listener = listener
         return self._listener

@@ -25,6 +25,10 @@ RETRIES = Counter("bimride_job_retries", "Attempts scheduled after a failure.", 
 DEAD = Counter("bimride_job_dead_letters", "Jobs moved to the dead letters.", ["job", "queue"])
 PRUNED = Counter("bimride_pruned", "Rows deleted by retention.", ["kind"])
 SCHEDULE_RUNS = Counter("bimride_schedule_runs", "Schedule occurrences run.", ["schedule"])
+# ended_by: notify (a new job, LISTEN), due (a deferred job came due), poll (the poll interval)
+IDLE_WAITS = Counter(
+    "bimride_broker_idle_waits", "Idle waits of the queues' pushers.", ["queue", "ended_by"]
+)
 
 
 class DatabaseCollector:

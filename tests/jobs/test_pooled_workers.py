@@ -1,0 +1,79 @@
+"""Workers behind a transaction-mode pooler (`make test-pooled`), and directly connected: how an
+idle pusher learns of a new job (LISTEN on its own connection, or polling)."""
+
+import os
+
+import pytest
+from prometheus_client import CollectorRegistry, multiprocess
+
+from bimride.jobs.enqueue import enqueue
+from bimride.jobs.models import Job
+from devtools.supervisor import ROOT
+from tests.conftest import wait_until
+from tests.jobtypes import create_effects_table
+from tests.pooler import direct_database_url, pooled
+
+pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _effects(transactional_db):
+    create_effects_table()
+
+
+def idle_waits(directory, queue: str) -> dict[str, float]:
+    """How the idle waits of `queue`'s pushers ended (notify, due, poll), read from the
+    metrics its cluster wrote in `directory`."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(directory))
+    return {
+        sample.labels["ended_by"]: sample.value
+        for metric in registry.collect()
+        if metric.name == "bimride_broker_idle_waits"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["queue"] == queue
+    }
+
+
+class ClusterLog:
+    """What a queue's clusters log from now on (the session's clusters share one file)."""
+
+    def __init__(self, queue: str):
+        self.path = ROOT / ".data" / f"qcluster-{queue}-{os.getpid()}.log"
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def text(self) -> str:
+        with open(self.path, errors="replace") as f:
+            f.seek(self.offset)
+            return f.read()
+
+
+def test_an_idle_pusher_is_woken_by_the_notify_of_a_new_job(start_cluster, tmp_path):
+    """Through the pooler with JOB_LISTEN_DATABASE_URL (and directly connected without it)."""
+    log = ClusterLog("default")
+    listen = {"JOB_LISTEN_DATABASE_URL": direct_database_url()} if pooled() else {}
+    start_cluster("default", PROMETHEUS_MULTIPROC_DIR=tmp_path, **listen)
+    wait_until(lambda: idle_waits(tmp_path, "default"), what="the pusher to wait, idle")
+    assert "queue default waits for new jobs on LISTEN" in log.text()
+    assert idle_waits(tmp_path, "default").get("notify", 0) == 0
+    job = enqueue("tests.effect_default", {"n": 1})
+    wait_until(lambda: Job.objects.get(pk=job.pk).state == "succeeded", what="the job to run")
+    assert idle_waits(tmp_path, "default")["notify"] >= 1
+
+
+def test_behind_the_pooler_without_a_listen_url_pushers_poll_and_jobs_still_run(
+    start_cluster, tmp_path
+):
+    if not pooled():
+        pytest.skip("runs only through the pooler (BIMRIDE_TEST_POOLER=1)")
+    log = ClusterLog("default")
+    start_cluster("default", PROMETHEUS_MULTIPROC_DIR=tmp_path)
+    wait_until(lambda: idle_waits(tmp_path, "default"), what="the pusher to wait, idle")
+    assert "queue default polls every 0.25s for new jobs" in log.text()
+    jobs = [enqueue("tests.effect_default", {"n": n}) for n in range(3)]
+    wait_until(
+        lambda: Job.objects.filter(pk__in=[j.pk for j in jobs], state="succeeded").count() == 3,
+        what="the jobs to run",
+    )
+    waits = idle_waits(tmp_path, "default")
+    assert waits.get("notify", 0) == 0 and waits["poll"] >= 1
