@@ -132,10 +132,13 @@ if _PREPARE_THRESHOLD:
 # Worker processes commit asynchronously: if PostgreSQL itself crashes, the last fraction of a
 # second of job bookkeeping rolls back together with the effects it recorded, and those jobs
 # run again (at least once; external calls carry idempotency keys). What requests commit stays
-# synchronous. JOB_ASYNC_COMMIT=0 makes workers wait for every flush (about 1 ms a commit), as
-# they do behind a transaction-mode pooler, which does not pass the setting on.
+# synchronous. JOB_ASYNC_COMMIT=0 makes workers wait for every flush (about 1 ms a commit).
+# Directly connected, a worker's session says so once (startup `options`); behind a
+# transaction-mode pooler, which refuses startup `options` and shares server sessions, the runner
+# says it in each of its transactions instead (`SET LOCAL`, bimride.jobs.runner).
 WORKER_PROCESS = sys.argv[1:2] == ["qcluster"]
-if WORKER_PROCESS and env.bool("JOB_ASYNC_COMMIT", not DB_TRANSACTION_POOLER):
+JOB_ASYNC_COMMIT = WORKER_PROCESS and env.bool("JOB_ASYNC_COMMIT", True)
+if JOB_ASYNC_COMMIT and not DB_TRANSACTION_POOLER:
     DATABASES["default"]["OPTIONS"]["options"] = "-c synchronous_commit=off"
 if WORKER_PROCESS:
     # django-q2 checks connections before every task; with health checks on that is a

@@ -135,3 +135,11 @@ def report_q2compat(payload: dict, ctx: JobContext) -> dict:
 def echo(payload: dict, ctx: JobContext) -> dict:
     """Answer with the payload and the context it got."""
     return {"payload": payload, "ctx": dataclasses.asdict(ctx)}
+
+
+@job("tests.show_synchronous_commit", payload=EffectPayload, timeout=10)
+def show_synchronous_commit(payload: dict, ctx: JobContext) -> dict:
+    """Answer how the job's own transaction commits (`SHOW synchronous_commit` inside it)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return {"synchronous_commit": cursor.fetchone()[0]}

@@ -8,8 +8,9 @@ set. Then, before Django reads its settings, it starts a PgBouncer owned by this
 front of DATABASE_URL (or the embedded PostgreSQL) and points DATABASE_URL at it, so the test
 process, pytest-django's CREATE/DROP DATABASE, and every `qcluster` a test starts go through the
 pooler, with DB_TRANSACTION_POOLER=1 (see bimride/settings.py: no server-side prepared
-statements, no WITH HOLD cursors, no startup `options`). DB_PREPARE_THRESHOLD=2 or
-JOB_ASYNC_COMMIT=1 set on the command line bring those back, to see them fail.
+statements, no WITH HOLD cursors, no startup `options`; workers commit asynchronously with
+`SET LOCAL` in each transaction). DB_PREPARE_THRESHOLD=2 set on the command line brings
+prepared statements back, to see them fail.
 BIMRIDE_TEST_DIRECT_DATABASE_URL keeps the upstream's URL for what must bypass the pooler.
 """
 

@@ -1,9 +1,11 @@
 """Workers behind a transaction-mode pooler (`make test-pooled`), and directly connected: how an
-idle pusher learns of a new job (LISTEN on its own connection, or polling)."""
+idle pusher learns of a new job (LISTEN on its own connection, or polling), and how a worker's
+transactions commit."""
 
 import os
 
 import pytest
+from django.db import connection, transaction
 from prometheus_client import CollectorRegistry, multiprocess
 
 from bimride.jobs.enqueue import enqueue
@@ -77,3 +79,19 @@ def test_behind_the_pooler_without_a_listen_url_pushers_poll_and_jobs_still_run(
     )
     waits = idle_waits(tmp_path, "default")
     assert waits.get("notify", 0) == 0 and waits["poll"] >= 1
+
+
+@pytest.mark.parametrize("async_commit", ["1", "0"])
+def test_a_worker_commits_asynchronously_unless_told_not_to_and_requests_never(
+    start_cluster, async_commit
+):
+    start_cluster("default", JOB_ASYNC_COMMIT=async_commit)
+    job = enqueue("tests.show_synchronous_commit", {"n": 1})
+    wait_until(lambda: Job.objects.get(pk=job.pk).state == "succeeded", what="the job to run")
+    expected = "off" if async_commit == "1" else "on"
+    assert Job.objects.get(pk=job.pk).result == {"synchronous_commit": expected}
+    # This process commits as a web request does, on server sessions the worker used too.
+    for _ in range(5):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone() == ("on",)
