@@ -8,10 +8,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from bimride.jobs import broker
-from bimride.jobs.enqueue import dispatch
 from bimride.jobs.models import Job
 
 logger = logging.getLogger(__name__)
+
+BATCH = 500  # jobs read and pushed per statement
 
 
 def relay() -> dict:
@@ -26,10 +27,7 @@ def relay() -> dict:
     orphans = Job.objects.filter(state=Job.State.RUNNING, lease_expires_at__lt=now)
     counts = {}
     for kind, jobs in (("undispatched", undispatched), ("orphaned", orphans)):
-        counts[kind] = 0
-        for job in jobs.order_by("id").iterator(chunk_size=500):
-            dispatch(job)  # due at once: its due time is past
-            counts[kind] += 1
+        counts[kind] = _push_in_batches(jobs)
     counts["stalled"] = len(
         broker.release_stalled(
             after=settings.JOB_STALL_AFTER.total_seconds(),
@@ -43,3 +41,14 @@ def relay() -> dict:
             counts,
         )
     return counts
+
+
+def _push_in_batches(jobs) -> int:
+    """Push `jobs` again (due at once: their due time is past), BATCH at a time in id order, each
+    batch read after the last id of the one before: memory stays bounded without a cursor held
+    across transactions (none survives one behind a transaction-mode pooler)."""
+    pushed, last_id = 0, 0
+    while batch := list(jobs.filter(pk__gt=last_id).order_by("id").only("id")[:BATCH]):
+        broker.push(batch)
+        pushed, last_id = pushed + len(batch), batch[-1].pk
+    return pushed
