@@ -12,7 +12,7 @@ import psycopg
 import requests
 from psycopg import sql
 
-from bench.jobs import with_database
+from bench.jobs import admin_url
 from bench.procs import ROOT, Service
 from devtools.postmark_standin import PostmarkStandin
 from devtools.supervisor import free_port, wait_http
@@ -31,7 +31,7 @@ def log(message: str) -> None:
 
 # --- the database -------------------------------------------------------------------------------
 def lock_server(base_url: str) -> psycopg.Connection:
-    admin = psycopg.connect(with_database(base_url, "postgres"), autocommit=True)
+    admin = psycopg.connect(admin_url(base_url), autocommit=True)
     if not admin.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]:
         raise SystemExit("bench-api: another API benchmark holds the lock on this server")
     if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
@@ -199,7 +199,8 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def database_pids(url: str) -> list[int]:
-    with psycopg.connect(url, autocommit=True) as conn:
+    """The server processes of the benchmark's database (asked of the server itself)."""
+    with psycopg.connect(admin_url(url, BENCH_DB), autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             [BENCH_DB],

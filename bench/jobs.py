@@ -56,10 +56,19 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit((scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
+def admin_url(base_url: str, name: str = "postgres") -> str:
+    """The URL of database `name` for the benchmarks' admin connections (a session advisory
+    lock held for the whole run, pg_stat_activity, backend pids): on the server itself. Behind a
+    transaction-mode pooler those would land on whichever server session the pooler lends, so
+    BENCH_DIRECT_DATABASE_URL (the pooler's upstream) names the server when DATABASE_URL is the
+    pooler."""
+    return with_database(os.environ.get("BENCH_DIRECT_DATABASE_URL") or base_url, name)
+
+
 def prepare_database(base_url: str) -> tuple[psycopg.Connection, str, str]:
     """Create and migrate `bimride_bench`; return the locked admin connection, its URL and the
     server's version."""
-    admin = psycopg.connect(with_database(base_url, "postgres"), autocommit=True)
+    admin = psycopg.connect(admin_url(base_url), autocommit=True)
     if not admin.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]:
         raise SystemExit("bench: another benchmark holds the lock on this server; try later")
     exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
