@@ -143,6 +143,14 @@ def database_url() -> str:
     return f"postgresql://{auth}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+def _listen_bypassing_the_pooler() -> dict[str, str]:
+    """Through the pooler, workers LISTEN on a direct connection, as deployed (README
+    "Deploying"); a test passes JOB_LISTEN_DATABASE_URL="" to see them poll instead."""
+    from tests.pooler import direct_database_url, pooled
+
+    return {"JOB_LISTEN_DATABASE_URL": direct_database_url()} if pooled() else {}
+
+
 class Cluster(Process):
     """One `manage.py qcluster` process (sentinel, pusher, monitor and workers) for a queue."""
 
@@ -159,6 +167,7 @@ class Cluster(Process):
                 "JOB_LEASE_GRACE_SECONDS": "1",
                 "JOB_EXTRA_MODULES": "tests.jobtypes",
                 "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+                **_listen_bypassing_the_pooler(),
                 **env,
             },
             log=ROOT / ".data" / f"qcluster-{queue}-{os.getpid()}.log",

@@ -13,7 +13,7 @@ from bimride.jobs.models import Job
 from devtools.supervisor import ROOT
 from tests.conftest import wait_until
 from tests.jobtypes import create_effects_table
-from tests.pooler import direct_database_url, pooled
+from tests.pooler import pooled
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -53,8 +53,7 @@ class ClusterLog:
 def test_an_idle_pusher_is_woken_by_the_notify_of_a_new_job(start_cluster, tmp_path):
     """Through the pooler with JOB_LISTEN_DATABASE_URL (and directly connected without it)."""
     log = ClusterLog("default")
-    listen = {"JOB_LISTEN_DATABASE_URL": direct_database_url()} if pooled() else {}
-    start_cluster("default", PROMETHEUS_MULTIPROC_DIR=tmp_path, **listen)
+    start_cluster("default", PROMETHEUS_MULTIPROC_DIR=tmp_path)  # through the pooler: listen URL
     wait_until(lambda: idle_waits(tmp_path, "default"), what="the pusher to wait, idle")
     assert "queue default waits for new jobs on LISTEN" in log.text()
     assert idle_waits(tmp_path, "default").get("notify", 0) == 0
@@ -69,7 +68,7 @@ def test_behind_the_pooler_without_a_listen_url_pushers_poll_and_jobs_still_run(
     if not pooled():
         pytest.skip("runs only through the pooler (BIMRIDE_TEST_POOLER=1)")
     log = ClusterLog("default")
-    start_cluster("default", PROMETHEUS_MULTIPROC_DIR=tmp_path)
+    start_cluster("default", PROMETHEUS_MULTIPROC_DIR=tmp_path, JOB_LISTEN_DATABASE_URL="")
     wait_until(lambda: idle_waits(tmp_path, "default"), what="the pusher to wait, idle")
     assert "queue default polls every 0.25s for new jobs" in log.text()
     jobs = [enqueue("tests.effect_default", {"n": n}) for n in range(3)]

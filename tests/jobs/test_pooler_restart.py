@@ -16,7 +16,6 @@ from bimride.jobs.relay import relay
 from tests.conftest import wait_until
 from tests.jobs.test_pooled_workers import idle_waits
 from tests.jobtypes import create_effects_table, effects
-from tests.pooler import direct_database_url
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -72,9 +71,8 @@ def test_a_pooler_restart_and_outage_lose_no_job_and_answer_503_meanwhile(
 ):
     create_effects_table()
     settings.JOB_STALL_AFTER = timedelta(seconds=5)  # jobs a pusher took as the pooler died
-    listen = {"JOB_LISTEN_DATABASE_URL": direct_database_url()}
     metrics = [tmp_path / "one", tmp_path / "two"]
-    clusters = [start_cluster("default", PROMETHEUS_MULTIPROC_DIR=m, **listen) for m in metrics]
+    clusters = [start_cluster("default", PROMETHEUS_MULTIPROC_DIR=m) for m in metrics]
     for directory in metrics:  # both running (a cluster refuses to start without a database)
         directory.mkdir(exist_ok=True)
         wait_until(lambda d=directory: idle_waits(d, "default"), what="both clusters to idle")
