@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job
-from devtools.supervisor import ROOT
+from devtools.supervisor import ROOT, free_port
 from tests.conftest import wait_until
 from tests.jobtypes import create_effects_table
 from tests.pooler import pooled
@@ -94,3 +94,20 @@ def test_a_worker_commits_asynchronously_unless_told_not_to_and_requests_never(
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone() == ("on",)
+
+
+def test_a_listen_connection_that_fails_leaves_jobs_running(start_cluster, tmp_path):
+    """Its database gone (or the URL wrong), the pusher retries it a second later and takes
+    the jobs meanwhile."""
+    if not pooled():
+        pytest.skip("runs only through the pooler (BIMRIDE_TEST_POOLER=1)")
+    log = ClusterLog("default")
+    nowhere = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
+    start_cluster("default", PROMETHEUS_MULTIPROC_DIR=tmp_path, JOB_LISTEN_DATABASE_URL=nowhere)
+    jobs = [enqueue("tests.effect_default", {"n": n}) for n in range(3)]
+    wait_until(
+        lambda: Job.objects.filter(pk__in=[j.pk for j in jobs], state="succeeded").count() == 3,
+        what="the jobs to run",
+    )
+    wait_until(lambda: "broker: database unavailable during dequeue" in log.text())
+    assert idle_waits(tmp_path, "default").get("notify", 0) == 0
