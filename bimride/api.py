@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -50,9 +51,50 @@ def exception_handler(exc, context):
     return response
 
 
+def query_int(request, name: str, *, default: int, maximum: int) -> int:
+    """The query parameter `name` as an integer from 1 to `maximum`, else a 400 naming it."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not 1 <= int(raw) <= maximum:
+        message = f"Must be a whole number from 1 to {maximum}."
+        raise ValidationError("Invalid query parameter.", fields={name: [message]})
+    return int(raw)
+
+
+def query_choice(request, name: str, *, choices: list[str], default: str) -> str:
+    """The query parameter `name`, one of `choices`, else a 400 naming it."""
+    raw = request.query_params.get(name, default)
+    if raw not in choices:
+        message = "Must be one of: " + ", ".join(choices) + "."
+        raise ValidationError("Invalid query parameter.", fields={name: [message]})
+    return raw
+
+
 class Pagination(PageNumberPagination):
+    """`?page=` (from 1) and `?page_size=` (1 to 100), each refused with a 400 when out of range;
+    a page past the last answers 404."""
+
     page_size_query_param = "page_size"
     max_page_size = 100
+    max_page = 1_000_000
+
+    def get_page_size(self, request) -> int:
+        return query_int(
+            request, self.page_size_query_param, default=self.page_size, maximum=self.max_page_size
+        )
+
+    def get_page_number(self, request, paginator) -> int:
+        return query_int(request, self.page_query_param, default=1, maximum=self.max_page)
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        bounds = {"page": self.max_page, "page_size": self.max_page_size}
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            maximum = bounds[parameter["name"]]
+            parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": maximum}
+            parameter["description"] += f" From 1 to {maximum}; anything else answers 400."
+        return parameters
 
 
 def _fingerprint(request) -> str:
@@ -84,6 +126,7 @@ def idempotent(view_method):
         with transaction.atomic():
             return _once(view_method, self, request, key, *args, **kwargs)
 
+    wrapper.idempotent = True  # the schema documents its header and answers (bimride.schema)
     return wrapper
 
 

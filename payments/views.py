@@ -34,6 +34,7 @@ class PaymentDetailView(APIView):
 
 class PaymentRefundView(APIView):
     permission_classes = [IsAuthenticated, IsAdminUser]
+    api_errors = {"post": ["not_refundable"]}
 
     @extend_schema(request=RefundInput, responses={202: RefundSerializer})
     @idempotent

@@ -46,6 +46,7 @@ class AuthTokenView(APIView):
     authentication_classes = []
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
+    api_errors = {"post": ["invalid_credentials"]}
 
     @extend_schema(request=TokenInput, responses=TokenSerializer)
     def post(self, request: Request) -> Response:
@@ -59,6 +60,7 @@ class AuthTokenView(APIView):
 class RideListCreateView(ListAPIView):
     serializer_class = RideSerializer
     throttle_scope = "ride_create"
+    api_errors = {"post": ["invalid_promo_code", "ride_in_progress"]}
 
     def get_permissions(self):
         return (
@@ -92,6 +94,7 @@ class RideDetailView(APIView):
 
 class RideAcceptView(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
+    api_errors = {"post": ["invalid_transition", "driver_unavailable", "driver_busy"]}
 
     @extend_schema(request=None, responses=RideSerializer)
     def post(self, request: Request, ride_id: int) -> Response:
@@ -101,6 +104,7 @@ class RideAcceptView(APIView):
 
 class RideStartView(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
+    api_errors = {"post": ["invalid_transition"]}
 
     @extend_schema(request=None, responses=RideSerializer)
     def post(self, request: Request, ride_id: int) -> Response:
@@ -110,6 +114,7 @@ class RideStartView(APIView):
 
 class RideCompleteView(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
+    api_errors = {"post": ["invalid_transition"]}
 
     @extend_schema(request=RideCompleteInput, responses=RideSerializer)
     def post(self, request: Request, ride_id: int) -> Response:
@@ -123,6 +128,7 @@ class RideCompleteView(APIView):
 
 class RideCancelView(APIView):
     permission_classes = [IsAuthenticated]
+    api_errors = {"post": ["permission_denied", "invalid_transition"]}
 
     @extend_schema(request=RideCancelInput, responses=RideSerializer)
     def post(self, request: Request, ride_id: int) -> Response:

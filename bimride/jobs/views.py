@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bimride.api import query_choice
 from bimride.jobs import metrics, selectors, services
 from bimride.jobs.serializers import (
     DeadLetterDiscardInput,
@@ -39,23 +40,34 @@ class QueuesView(APIView):
         return Response(QueueStatsSerializer(selectors.queue_stats(), many=True).data)
 
 
+DEAD_LETTER_STATUSES = ["open", "resolved", "all"]
+
+
 class DeadLetterListView(ListAPIView):
     permission_classes = [IsAdminUser]
     serializer_class = DeadLetterSerializer
 
     @extend_schema(
-        parameters=[OpenApiParameter("status", enum=["open", "resolved", "all"], default="open")]
+        parameters=[
+            OpenApiParameter(
+                "status",
+                enum=DEAD_LETTER_STATUSES,
+                default="open",
+                description="Open (neither retried nor discarded), resolved, or all.",
+            )
+        ]
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        status = self.request.query_params.get("status", "open")
-        return selectors.deadletter_list(status=status if status in ("resolved", "all") else "open")
+        status = query_choice(self.request, "status", choices=DEAD_LETTER_STATUSES, default="open")
+        return selectors.deadletter_list(status=status)
 
 
 class DeadLetterRetryView(APIView):
     permission_classes = [IsAdminUser]
+    api_errors = {"post": ["already_resolved"]}
 
     @extend_schema(request=DeadLetterRetryInput, responses={201: JobSerializer})
     def post(self, request: Request, dead_letter_id: int) -> Response:
@@ -72,6 +84,7 @@ class DeadLetterRetryView(APIView):
 
 class DeadLetterDiscardView(APIView):
     permission_classes = [IsAdminUser]
+    api_errors = {"post": ["already_resolved"]}
 
     @extend_schema(request=DeadLetterDiscardInput, responses=DeadLetterSerializer)
     def post(self, request: Request, dead_letter_id: int) -> Response:
