@@ -138,6 +138,10 @@ def idempotency_of(view, method: str) -> bool:
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's AutoSchema, plus the error answers and headers each view can give."""
 
+    def get_tags(self) -> list[str]:
+        """One tag per resource (`rides`, `drivers`, `jobs`, `ops`, ...): a client's modules."""
+        return [self.path.strip("/").split("/")[1]] if self.path.startswith("/api/") else ["api"]
+
     def get_override_parameters(self):
         parameters = super().get_override_parameters()
         if idempotency_of(self.view, self.method):
@@ -226,3 +230,112 @@ def _sample_fields(code: str) -> dict:
     if code == "invalid":
         return {"field_name": ["This field is required."]}
     return {}
+
+
+def link(operation_id: str, parameter: str, expression: str, description: str) -> dict:
+    return {
+        "operationId": operation_id,
+        "parameters": {parameter: expression},
+        "description": description,
+    }
+
+
+_RIDE = "$response.body#/id"
+GET_RIDE = link("api_rides_retrieve", "ride_id", _RIDE, "Read the ride.")
+ACCEPT = link("api_rides_accept_create", "ride_id", _RIDE, "A driver takes the ride.")
+START = link("api_rides_start_create", "ride_id", _RIDE, "The driver picked the rider up.")
+COMPLETE = link("api_rides_complete_create", "ride_id", _RIDE, "The driver drops the rider off.")
+CANCEL = link("api_rides_cancel_create", "ride_id", _RIDE, "The rider or driver cancels.")
+FIRST_JOB = link(
+    "api_jobs_retrieve", "job_id", "$response.body#/jobs/0/id", "The ride's first job."
+)
+# (operationId, status) -> the operations its answer leads to: the ride flow, a job's status and
+# the dead-letter actions. schemathesis's stateful phase follows them.
+LINKS: dict[tuple[str, str], dict[str, dict]] = {
+    ("api_rides_create", "201"): {
+        "GetRide": GET_RIDE,
+        "AcceptRide": ACCEPT,
+        "CancelRide": CANCEL,
+        "GetJob": FIRST_JOB,
+    },
+    ("api_rides_retrieve", "200"): {
+        "AcceptRide": ACCEPT,
+        "CancelRide": CANCEL,
+        "GetJob": FIRST_JOB,
+    },
+    ("api_rides_accept_create", "200"): {
+        "StartRide": START,
+        "CancelRide": CANCEL,
+        "GetRide": GET_RIDE,
+    },
+    ("api_rides_start_create", "200"): {"CompleteRide": COMPLETE, "GetRide": GET_RIDE},
+    ("api_rides_complete_create", "200"): {"GetRide": GET_RIDE, "GetJob": FIRST_JOB},
+    ("api_rides_cancel_create", "200"): {"GetRide": GET_RIDE},
+    ("api_ops_dead_letters_list", "200"): {
+        "RetryDeadLetter": link(
+            "api_ops_dead_letters_retry_create",
+            "dead_letter_id",
+            "$response.body#/results/0/id",
+            "Retry the first dead letter listed.",
+        ),
+        "DiscardDeadLetter": link(
+            "api_ops_dead_letters_discard_create",
+            "dead_letter_id",
+            "$response.body#/results/0/id",
+            "Discard the first dead letter listed.",
+        ),
+    },
+    ("api_ops_dead_letters_retry_create", "201"): {
+        "GetJob": link("api_jobs_retrieve", "job_id", "$response.body#/id", "The new job.")
+    },
+    ("api_payments_refunds_create", "202"): {
+        "GetPayment": link(
+            "api_payments_retrieve", "payment_id", "$response.body#/payment", "The payment."
+        )
+    },
+}
+
+
+def _routes(patterns, prefix: str = ""):
+    """(path, callback) of every URL pattern without parameters, included ones too."""
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if hasattr(pattern, "url_patterns"):
+            yield from _routes(pattern.url_patterns, route)
+        elif "<" not in route:
+            yield "/" + route.lstrip("^").rstrip("$"), pattern.callback
+
+
+def webhook_operations() -> dict[str, dict]:
+    """The provider webhooks, which are plain Django views: each declares its own operation as
+    `webhook_schema` (on the function, or on the class of a class-based view), or a function
+    returning it (None: not documented, e.g. a provider not in use)."""
+    from django.urls import get_resolver
+
+    paths = {}
+    for path, callback in _routes(get_resolver().url_patterns):
+        view = getattr(callback, "view_class", callback)
+        operation = getattr(view, "webhook_schema", None)
+        if callable(operation):
+            operation = operation()
+        if operation:
+            paths[path] = {"post": {"tags": ["webhooks"], **operation}}
+    return paths
+
+
+def postprocess(result: dict, generator, request, public) -> dict:
+    """Add the links between operations and the provider webhooks to the generated schema."""
+    for path_item in result["paths"].values():
+        for operation in path_item.values():
+            for status, response in operation["responses"].items():
+                links = LINKS.get((operation["operationId"], status))
+                if links:
+                    response["links"] = links
+    result["paths"].update(webhook_operations())
+    components = result.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["webhookBasicAuth"] = {
+        "type": "http",
+        "scheme": "basic",
+        "description": "The `user:password` of ANYMAIL_WEBHOOK_SECRET, set at the provider.",
+    }
+    return result

@@ -242,10 +242,24 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served locally: the docs work offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "TITLE": "BimRide API",
-    "DESCRIPTION": "Riders request rides, drivers take them; slow work runs in background jobs.",
+    "DESCRIPTION": (
+        "Riders request rides, drivers take them; slow work runs in background jobs.\n\n"
+        'Every error has one shape, `{"error": {"code", "message", "fields"}}`; each '
+        "operation lists the statuses it can answer and, for each, its codes. 429 and 503 carry "
+        "`Retry-After`. Query parameters an operation lists are validated (a value out of range "
+        "answers 400 `invalid` naming it in `fields`); any other query parameter is ignored."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # bimride.schema: the error answers come from its AutoSchema; links and webhooks from here
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "bimride.schema.postprocess",
+    ],
+    "TAGS": [
+        {"name": "webhooks", "description": "Called by Stripe and the email provider, not by apps."}
+    ],
 }
 
 # --- Rides and fares (integer minor units) ------------------------------------------------------

@@ -51,6 +51,50 @@ class SendGridTrackingView(BasicAuthRequired, SendGridTrackingWebhookView):
     """SendGrid's event webhook: delivered, bounce, spamreport, open and the rest, in batches."""
 
 
+ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+EVENTS = {  # what each provider posts: Postmark one event a request, SendGrid a batch
+    "postmark": {"type": "object"},
+    "sendgrid": {"type": "array", "items": {"type": "object"}},
+}
+
+
+def tracking_schema(provider: str) -> dict | None:
+    """The webhook's entry in /api/schema/ (bimride.schema.webhook_operations): only the chosen
+    provider's, the one that is open."""
+    if provider != settings.EMAIL_PROVIDER:
+        return None
+    return {
+        "operationId": "webhooks_email_tracking",
+        "summary": f"The email provider's tracking webhook (called by {provider}, not by apps)",
+        "description": (
+            f"{provider} posts delivery, bounce, complaint and open events with HTTP basic auth "
+            "(ANYMAIL_WEBHOOK_SECRET); each updates the notification log."
+        ),
+        "security": [{"webhookBasicAuth": []}],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": EVENTS[provider]}},
+        },
+        "responses": {
+            "200": {"description": "Events received."},
+            "401": {
+                "description": "Not authenticated. Codes: `not_authenticated`.",
+                "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
+                "content": ERROR,
+            },
+            "403": {
+                "description": "Forbidden. Codes: `webhook_disabled`: no secret is configured.",
+                "content": ERROR,
+            },
+            "503": {
+                "description": "Service unavailable. Codes: `unavailable`.",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}, "required": True}},
+                "content": ERROR,
+            },
+        },
+    }
+
+
 def tracking_webhook(provider: str, view_class: type):
     """The view of `provider`'s webhook: anymail's, while `provider` is the chosen one."""
     view = view_class.as_view()
@@ -62,6 +106,7 @@ def tracking_webhook(provider: str, view_class: type):
             return JsonResponse(error_body("not_found", message), status=404)
         return view(request, *args, **kwargs)
 
+    webhook.webhook_schema = lambda: tracking_schema(provider)
     return webhook
 
 

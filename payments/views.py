@@ -50,6 +50,64 @@ class PaymentRefundView(APIView):
         return Response(RefundSerializer(refund).data, status=202)
 
 
+STRIPE_WEBHOOK_SCHEMA = {
+    "operationId": "webhooks_stripe",
+    "summary": "Stripe's webhook (called by Stripe, not by apps)",
+    "description": (
+        "Stripe posts its events here, signed with STRIPE_WEBHOOK_SECRET. A verified event is "
+        "stored once per event id and applied by a job (`payment_intent.succeeded`, "
+        "`payment_intent.payment_failed`, `charge.refunded`, `charge.dispute.created`); a replay "
+        "answers 200 and changes nothing."
+    ),
+    "security": [{}],
+    "parameters": [
+        {
+            "name": "Stripe-Signature",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "`t=<timestamp>,v1=<HMAC-SHA256 of the body>`, as Stripe signs it.",
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+        "description": "A Stripe event object.",
+    },
+    "responses": {
+        "200": {
+            "description": "Received (first time or replay).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"received": {"type": "boolean"}, "id": {"type": "string"}},
+                        "required": ["received", "id"],
+                    },
+                    "example": {"received": True, "id": "evt_1QAbc"},
+                }
+            },
+        },
+        "400": {
+            "description": "Bad request. Codes: `invalid_signature`: missing or wrong signature.",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"},
+                    "example": error_body(
+                        "invalid_signature", "The Stripe signature is missing or wrong."
+                    ),
+                }
+            },
+        },
+        "503": {
+            "description": "Service unavailable. Codes: `unavailable`: Stripe retries later.",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "required": True}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        },
+    },
+}
+
+
 @csrf_exempt
 @require_POST
 def stripe_webhook(request: HttpRequest) -> JsonResponse:
@@ -65,3 +123,6 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
             status=400,
         )
     return JsonResponse({"received": True, "id": event.event_id})
+
+
+stripe_webhook.webhook_schema = STRIPE_WEBHOOK_SCHEMA

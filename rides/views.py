@@ -9,7 +9,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from bimride.api import idempotent
-from rides import selectors, services
+from rides import examples, selectors, services
 from rides.permissions import IsDriver, IsRider
 from rides.serializers import (
     AccountSerializer,
@@ -74,7 +74,9 @@ class RideListCreateView(ListAPIView):
     def get_queryset(self):
         return selectors.ride_list_for(user=self.request.user)
 
-    @extend_schema(request=RideRequestInput, responses={201: RideSerializer})
+    @extend_schema(
+        request=RideRequestInput, responses={201: RideSerializer}, examples=examples.REQUEST
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         serializer = RideRequestInput(data=request.data)
@@ -86,7 +88,7 @@ class RideListCreateView(ListAPIView):
 class RideDetailView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=RideSerializer)
+    @extend_schema(responses=RideSerializer, examples=examples.DETAIL)
     def get(self, request: Request, ride_id: int) -> Response:
         ride = selectors.ride_get_for(user=request.user, ride_id=ride_id)
         return Response(RideSerializer(ride).data)
@@ -96,7 +98,7 @@ class RideAcceptView(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
     api_errors = {"post": ["invalid_transition", "driver_unavailable", "driver_busy"]}
 
-    @extend_schema(request=None, responses=RideSerializer)
+    @extend_schema(request=None, responses=RideSerializer, examples=examples.ACCEPTED)
     def post(self, request: Request, ride_id: int) -> Response:
         ride = services.ride_accept(ride_id=ride_id, driver=request.user.driver)
         return Response(RideSerializer(ride).data)
@@ -106,7 +108,7 @@ class RideStartView(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
     api_errors = {"post": ["invalid_transition"]}
 
-    @extend_schema(request=None, responses=RideSerializer)
+    @extend_schema(request=None, responses=RideSerializer, examples=examples.STARTED)
     def post(self, request: Request, ride_id: int) -> Response:
         ride = services.ride_start(ride_id=ride_id, driver=request.user.driver)
         return Response(RideSerializer(ride).data)
@@ -116,7 +118,7 @@ class RideCompleteView(APIView):
     permission_classes = [IsAuthenticated, IsDriver]
     api_errors = {"post": ["invalid_transition"]}
 
-    @extend_schema(request=RideCompleteInput, responses=RideSerializer)
+    @extend_schema(request=RideCompleteInput, responses=RideSerializer, examples=examples.COMPLETE)
     def post(self, request: Request, ride_id: int) -> Response:
         serializer = RideCompleteInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -130,7 +132,7 @@ class RideCancelView(APIView):
     permission_classes = [IsAuthenticated]
     api_errors = {"post": ["permission_denied", "invalid_transition"]}
 
-    @extend_schema(request=RideCancelInput, responses=RideSerializer)
+    @extend_schema(request=RideCancelInput, responses=RideSerializer, examples=examples.CANCEL)
     def post(self, request: Request, ride_id: int) -> Response:
         serializer = RideCancelInput(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bimride.api import query_choice
-from bimride.jobs import metrics, selectors, services
+from bimride.jobs import examples, metrics, selectors, services
 from bimride.jobs.serializers import (
     DeadLetterDiscardInput,
     DeadLetterRetryInput,
@@ -26,7 +26,7 @@ from bimride.jobs.serializers import (
 class JobDetailView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=JobSerializer)
+    @extend_schema(responses=JobSerializer, examples=examples.JOB_STATUS)
     def get(self, request: Request, job_id: int) -> Response:
         job = selectors.job_get_for(user=request.user, job_id=job_id)
         return Response(JobSerializer(job).data)
@@ -55,7 +55,8 @@ class DeadLetterListView(ListAPIView):
                 default="open",
                 description="Open (neither retried nor discarded), resolved, or all.",
             )
-        ]
+        ],
+        examples=examples.DEAD_LETTERS,
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
@@ -69,7 +70,9 @@ class DeadLetterRetryView(APIView):
     permission_classes = [IsAdminUser]
     api_errors = {"post": ["already_resolved"]}
 
-    @extend_schema(request=DeadLetterRetryInput, responses={201: JobSerializer})
+    @extend_schema(
+        request=DeadLetterRetryInput, responses={201: JobSerializer}, examples=examples.RETRY
+    )
     def post(self, request: Request, dead_letter_id: int) -> Response:
         serializer = DeadLetterRetryInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -86,7 +89,9 @@ class DeadLetterDiscardView(APIView):
     permission_classes = [IsAdminUser]
     api_errors = {"post": ["already_resolved"]}
 
-    @extend_schema(request=DeadLetterDiscardInput, responses=DeadLetterSerializer)
+    @extend_schema(
+        request=DeadLetterDiscardInput, responses=DeadLetterSerializer, examples=examples.DISCARD
+    )
     def post(self, request: Request, dead_letter_id: int) -> Response:
         serializer = DeadLetterDiscardInput(data=request.data)
         serializer.is_valid(raise_exception=True)
