@@ -1,82 +1,107 @@
-"""Scenario 4 of `bench.reliability`: bad input. schemathesis generates requests for every
-operation of /api/schema/ (positive and negative data); every answer must be below 500 and
-match the schema. Then hand-made malformed bodies, oversized bodies and wrong content types."""
+"""Scenario 4 of `bench.reliability`: bad input. schemathesis runs every one of its checks over
+/api/schema/ (examples, coverage, fuzzing, and the stateful phase that follows the schema's
+links) as anonymous, a rider, a driver and staff: no answer may be a 5xx or undocumented, valid
+input must be accepted and invalid input refused. Then hand-made malformed bodies, oversized
+bodies and wrong content types."""
 
 import json
-import warnings
-from collections import Counter
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import requests
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from bench.reliability_faults import Result
 from bench.reliability_http import make_actor
+from bench.reliability_procs import ROOT
 
-CHECKS = [not_a_server_error, response_schema_conformance]
-
-
-def fuzz_operation(operation, mode, base: str, headers: dict, examples: int, sink: dict) -> None:
-    """Send up to `examples` generated cases of one operation; record, never raise."""
-    strategy = operation.as_strategy(generation_mode=mode)
-
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=strategy)
-    def run(case) -> None:
-        try:
-            response = case.call(base_url=base, headers=headers, timeout=30)
-        except requests.RequestException as error:
-            sink["errors"].append(f"{operation.label}: {error!r}")
-            return
-        sink["cases"] += 1
-        sink["statuses"][response.status_code // 100 * 100] += 1
-        try:
-            case.validate_response(response, checks=CHECKS, headers=headers)
-        except Exception as failure:  # noqa: BLE001 - a check failed: record it
-            kind = "5xx" if response.status_code >= 500 else "schema"
-            sink[kind].append(
-                f"{operation.label} [{mode.value}] {response.status_code}: "
-                f"{case.as_curl_command(headers=headers)} -> {response.text[:300]!r}"
-                f" ({str(failure).strip().splitlines()[0][:200]})"
-            )
-
-    run()
+CONFIG = ROOT / "bench" / "schemathesis.toml"
+LOGS = ROOT / ".data" / "reliability-fuzz"
+ACTORS = ("anonymous", "rider", "driver", "staff")
+# The fuzzing web process: the tracking webhook has its secret, as in production, and the
+# throttles are far above the fuzzer's pace so that the logic behind them is what gets tested
+# (scenario 5 and the generated-client test prove the throttles themselves).
+WEB_ENV = {
+    "ANYMAIL_WEBHOOK_SECRET": "fuzz-user:fuzz-webhook-secret",
+    "THROTTLE_ANON": "100000/min",
+    "THROTTLE_AUTH": "100000/min",
+    "THROTTLE_RIDE_CREATE": "100000/min",
+}
 
 
-def fuzz(base: str, cfg) -> tuple[dict, int]:
-    """Run schemathesis over every operation; return the sink and the number of operations."""
-    rider, staff = make_actor("rider", "fuzz"), make_actor("staff", "fuzz")
-    schema = schemathesis.openapi.from_url(base + "/api/schema/?format=json", timeout=30)
-    sink = {
-        "cases": 0,
-        "statuses": Counter(),
-        "5xx": [],
-        "schema": [],
-        "errors": [],
-        "unsatisfiable": [],
+def _wfc(tmp: Path) -> Path:
+    """A Web Fuzzing Commons auth file: two of each role, so that schemathesis's
+    object_level_authorization check replays one rider's (or driver's) reads as the other."""
+    entries = []
+    for role in ("rider", "driver", "staff"):
+        for n in ("", "2"):
+            token = make_actor(role, f"fuzz{n}").token
+            header = {"name": "Authorization", "value": f"Token {token}"}
+            entries.append({"name": role + n, "fixedHeaders": [header]})
+    path = tmp / "wfc.json"
+    path.write_text(json.dumps({"schemaVersion": "0.2.0", "auth": entries}))
+    return path
+
+
+def _config(tmp: Path, actor: str, wfc: Path) -> Path:
+    """bench/schemathesis.toml plus this actor's credentials (none for anonymous)."""
+    text = CONFIG.read_text() + "\n[auth]\nauto-signup = false\n"
+    if actor != "anonymous":
+        text += f"[auth.wfc]\npath = {str(wfc)!r}\nuser = {actor!r}\n"
+        if actor != "staff":  # staff see every object, by design
+            text += f"peers = {[actor, actor + '2']!r}\n"
+    path = tmp / f"schemathesis-{actor}.toml"
+    path.write_text(text.replace("'", '"'))
+    return path
+
+
+def run_actor(base: str, actor: str, config: Path, cfg) -> dict:
+    """One `schemathesis run` with every check as `actor`; its counts and failures."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    report, log = LOGS / f"{actor}.json", LOGS / f"{actor}.txt"
+    command = [
+        *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color"),
+        *("run", f"{base}/api/schema/?format=json", "--checks", "all"),
+        *("--phases", "examples,coverage,fuzzing,stateful", "-n", str(cfg.fuzz_examples)),
+        *("--seed", str(cfg.fuzz_seed), "--workers", "2", "--suppress-health-check", "all"),
+        *("--request-timeout", "30", "--report", "json", "--report-json-path", str(report)),
+    ]
+    with log.open("w") as out:
+        subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+    data = json.loads(report.read_text()) if report.exists() else {}
+    cases = data.get("test_cases", {})
+    failures = [
+        f"{actor}: {f['code']} {f['title']} x{f['count']} on {', '.join(f['operations'])}"
+        for f in data.get("failures", [])
+    ]
+    errors = [f"{actor}: {e}" for e in data.get("errors", [])]
+    if not data:
+        errors.append(f"{actor}: no report; see {log.relative_to(ROOT)}")
+    phases = {name: p["status"] for name, p in data.get("phases", {}).items()}
+    return {
+        "actor": actor,
+        "cases": cases.get("generated", 0),
+        "failures": failures,
+        "errors": errors,
+        "phases": phases,
+        "details": _failure_details(log) if failures else [],
     }
-    operations = [result.ok() for result in schema.get_all_operations()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for operation in operations:
-            who = staff if operation.path.startswith("/api/ops/") else rider
-            headers = {"Authorization": f"Token {who.token}"}
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                try:
-                    fuzz_operation(operation, mode, base, headers, cfg.fuzz_examples, sink)
-                except Unsatisfiable:  # e.g. no way to make a parameterless call invalid
-                    sink["unsatisfiable"].append(f"{operation.label} [{mode.value}]")
-    return sink, len(operations)
+
+
+def _failure_details(log: Path) -> list[str]:
+    """The first lines of each failure in schemathesis's output (operation, check, curl)."""
+    lines = log.read_text(errors="replace").splitlines()
+    keep = re.compile(r"^_{5,} .* _{5,}$|^- ST\d+|^\s+curl |^\s+(Got|Expected|Invalid) ")
+    return [line.strip(" _") for line in lines if keep.search(line)][:20]
+
+
+def fuzz(base: str, cfg) -> list[dict]:
+    """schemathesis as each actor, one after the other (the web process is shared)."""
+    with tempfile.TemporaryDirectory(prefix="bimride-fuzz-") as tmp:
+        wfc = _wfc(Path(tmp))
+        return [run_actor(base, a, _config(Path(tmp), a, wfc), cfg) for a in ACTORS]
 
 
 MALFORMED = [
@@ -124,26 +149,30 @@ def malformed(base: str) -> tuple[int, list[str]]:
     return sent, failures
 
 
-def bad_input(base: str, cfg) -> Result:
+def bad_input(procs, cfg) -> Result:
     result = Result("4. bad input")
-    sink, operations = fuzz(base, cfg)
+    _, base = procs.web("web-fuzz", WEB_ENV)
+    runs = fuzz(base, cfg)
     sent, failures = malformed(base)
+    cases = sum(run["cases"] for run in runs)
+    by_actor = ", ".join(f"{run['actor']} {run['cases']}" for run in runs)
     result.load = (
-        f"{sink['cases']} schemathesis cases over {operations} operations "
-        f"+ {sent} malformed requests"
+        f"{cases} schemathesis cases ({by_actor}), all checks, 4 phases + {sent} malformed requests"
     )
     result.faults = "generated valid and invalid inputs, malformed bodies, wrong content types"
-    result.errors_5xx = len(sink["5xx"]) + sum(" 5" in f.split(":")[1][:4] for f in failures)
-    statuses = ", ".join(f"{k // 100}xx {v}" for k, v in sorted(sink["statuses"].items()))
-    result.notes.append(f"schemathesis answers: {statuses}")
-    if sink["unsatisfiable"]:
-        result.notes.append("no invalid input possible: " + ", ".join(sink["unsatisfiable"]))
-    if sink["cases"] < cfg.fuzz_min_cases:
-        result.fail(f"only {sink['cases']} generated cases (< {cfg.fuzz_min_cases})")
-    for kind in ("5xx", "schema", "errors"):
-        if sink[kind]:
-            result.fail(f"{len(sink[kind])} {kind} finding(s); first: {sink[kind][0]}")
-            result.notes.extend(f"  {kind}: {item}" for item in sink[kind][1:6])
+    findings = [f for run in runs for f in run["failures"]]
+    result.errors_5xx = sum("ST100" in f or "Server error" in f for f in findings) + sum(
+        " 5" in f.split(":")[1][:4] for f in failures
+    )
+    for run in runs:
+        phases = ", ".join(f"{k} {v}" for k, v in run["phases"].items())
+        result.notes.append(f"{run['actor']}: {run['cases']} cases; phases: {phases}")
+    if cases < cfg.fuzz_min_cases:
+        result.fail(f"only {cases} generated cases (< {cfg.fuzz_min_cases})")
+    for run in runs:
+        for finding in run["failures"] + run["errors"]:
+            result.fail(finding)
+        result.notes.extend(f"  {run['actor']}: {line}" for line in run["details"])
     for failure in failures:
         result.fail(failure)
     return result

@@ -115,6 +115,10 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 )
 
 
+NO_NUL = r"^[^\u0000]*$"
+NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"  # DRF trims text, then refuses it blank
+
+
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable snake_case code; each answer lists its codes.")
     message = serializers.CharField(help_text="A sentence for people.")
@@ -141,6 +145,20 @@ class AutoSchema(openapi.AutoSchema):
     def get_tags(self) -> list[str]:
         """One tag per resource (`rides`, `drivers`, `jobs`, `ops`, ...): a client's modules."""
         return [self.path.strip("/").split("/")[1]] if self.path.startswith("/api/") else ["api"]
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # DRF refuses a NUL in any text (PostgreSQL cannot store it), and a blank one unless
+        # allowed: say so
+        if (
+            direction == "request"
+            and isinstance(field, serializers.CharField)
+            and schema.get("type") == "string"
+            and not {"pattern", "format", "enum"} & set(schema)
+        ):
+            blank_refused = field.trim_whitespace and not field.allow_blank
+            schema["pattern"] = NOT_BLANK if blank_refused else NO_NUL
+        return schema
 
     def get_override_parameters(self):
         parameters = super().get_override_parameters()
@@ -323,6 +341,17 @@ def webhook_operations() -> dict[str, dict]:
     return paths
 
 
+def _without_blank_branch(prop: dict) -> dict:
+    """drf-spectacular documents a blank-allowed text with a pattern as `oneOf: [text, ""]`,
+    which a blank matches twice (so a blank is invalid); the NUL pattern already allows it."""
+    branches = prop.get("oneOf", [])
+    if len(branches) == 2 and branches[1] == {"type": "string", "maxLength": 0}:
+        text = branches[0]
+        if text.get("pattern") == NO_NUL and not {"minLength", "format"} & set(text):
+            return {**{k: v for k, v in prop.items() if k != "oneOf"}, **text}
+    return prop
+
+
 def postprocess(result: dict, generator, request, public) -> dict:
     """Add the links between operations and the provider webhooks to the generated schema."""
     for path_item in result["paths"].values():
@@ -331,6 +360,9 @@ def postprocess(result: dict, generator, request, public) -> dict:
                 links = LINKS.get((operation["operationId"], status))
                 if links:
                     response["links"] = links
+    for component in result.get("components", {}).get("schemas", {}).values():
+        for name, prop in component.get("properties", {}).items():
+            component["properties"][name] = _without_blank_branch(prop)
     result["paths"].update(webhook_operations())
     components = result.setdefault("components", {})
     components.setdefault("securitySchemes", {})["webhookBasicAuth"] = {

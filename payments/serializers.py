@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from bimride.fields import StrictCharField, StrictIntegerField
 from bimride.jobs.models import Job
 from bimride.jobs.serializers import JobSummarySerializer
 from payments.models import Payment, PaymentEvent, Refund
@@ -43,7 +44,7 @@ class PaymentSerializer(serializers.ModelSerializer):
 
 
 class RefundInput(serializers.Serializer):
-    amount = serializers.IntegerField(
+    amount = StrictIntegerField(
         min_value=1, required=False, help_text="Minor units; omitted: all that is left."
     )
-    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    reason = StrictCharField(max_length=200, required=False, allow_blank=True, default="")

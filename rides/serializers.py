@@ -1,18 +1,22 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from bimride.fields import (
+    NumberOrDecimalStringField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictEmailField,
+    StrictFloatField,
+    StrictIntegerField,
+    number_or_decimal_string,
+)
 from bimride.jobs.selectors import job_list_of
 from bimride.jobs.serializers import JobSummarySerializer
 from rides.models import Ride
 
 
-class CoordinateField(serializers.FloatField):
-    """A finite number; unlike DRF's FloatField, JSON `true` is not read as 1.0."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+class CoordinateField(StrictFloatField):
+    """A finite JSON number; unlike DRF's FloatField, neither `true` nor `"52.5"`."""
 
 
 class PointSerializer(serializers.Serializer):
@@ -21,9 +25,9 @@ class PointSerializer(serializers.Serializer):
 
 
 class RegisterInput(serializers.Serializer):
-    email = serializers.EmailField(max_length=150)
-    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
-    name = serializers.CharField(max_length=120)
+    email = StrictEmailField(max_length=150)
+    password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
+    name = StrictCharField(max_length=120)
     role = serializers.ChoiceField(choices=["rider", "driver"])
 
 
@@ -36,9 +40,9 @@ class AccountSerializer(serializers.Serializer):
 
 
 class TokenInput(serializers.Serializer):
-    email = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
-    otp_token = serializers.CharField(
+    email = StrictCharField(max_length=150)
+    password = StrictCharField(max_length=128, trim_whitespace=False, write_only=True)
+    otp_token = StrictCharField(
         max_length=32, required=False, write_only=True, help_text="staff: a TOTP or recovery code"
     )
 
@@ -50,22 +54,25 @@ class TokenSerializer(serializers.Serializer):
 class RideRequestInput(serializers.Serializer):
     pickup = PointSerializer()
     dropoff = PointSerializer()
-    promo_code = serializers.CharField(max_length=40, required=False)
+    promo_code = StrictCharField(max_length=40, required=False)
+
+
+@extend_schema_field(number_or_decimal_string(maximum=5000, decimal_places=2))
+class DistanceField(NumberOrDecimalStringField):
+    """Kilometres: a number (rounded to 10 m) or a decimal string, up to 5,000."""
 
 
 class RideCompleteInput(serializers.Serializer):
-    distance_km = serializers.DecimalField(
-        max_digits=7, decimal_places=2, min_value=0, max_value=5000
-    )
-    duration_min = serializers.IntegerField(min_value=0, max_value=24 * 60)
+    distance_km = DistanceField(max_digits=7, decimal_places=2, min_value=0, max_value=5000)
+    duration_min = StrictIntegerField(min_value=0, max_value=24 * 60)
 
 
 class RideCancelInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    reason = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
 
 
 class AvailabilityInput(serializers.Serializer):
-    available = serializers.BooleanField()
+    available = StrictBooleanField()
 
 
 class PartySerializer(serializers.Serializer):

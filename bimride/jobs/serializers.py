@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from bimride.fields import StrictCharField
 from bimride.jobs.models import DeadLetter, Job
 
 
@@ -38,11 +39,11 @@ class DeadLetterSerializer(serializers.ModelSerializer):
 
 class DeadLetterRetryInput(serializers.Serializer):
     payload = serializers.JSONField(required=False, help_text="An edited payload (optional).")
-    note = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
+    note = StrictCharField(required=False, allow_blank=True, max_length=1000, default="")
 
 
 class DeadLetterDiscardInput(serializers.Serializer):
-    note = serializers.CharField(max_length=1000)
+    note = StrictCharField(max_length=1000)
 
 
 class QueueStatsSerializer(serializers.Serializer):
