@@ -53,6 +53,7 @@ FULL = {
     "fuzz_examples": 15,  # schemathesis's -n: cases per operation and phase
     "fuzz_min_cases": 3000,  # over the four actors
     "fuzz_seed": 20261202,
+    "fuzz_dead_letters": 30,  # for staff to list, retry and discard
     "provider_rides": 12,
     "provider_outage_seconds": 60,
     "provider_retry_scale": 1.0,

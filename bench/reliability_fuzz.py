@@ -97,8 +97,29 @@ def _failure_details(log: Path) -> list[str]:
     return [line.strip(" _") for line in lines if keep.search(line)][:20]
 
 
+def _dead_letters(count: int) -> None:
+    """Open dead letters, so that staff's list, retry and discard answer with data."""
+    from bench.reliability_jobtypes import NAME
+    from bimride.jobs.enqueue import enqueue
+    from bimride.jobs.models import DeadLetter, Job
+
+    for n in range(count):
+        job = enqueue(NAME, {"n": n})
+        Job.objects.filter(pk=job.pk).update(state=Job.State.DEAD)
+        DeadLetter.objects.create(
+            job=job,
+            name=NAME,
+            queue=job.queue,
+            payload={"n": n},
+            error_class="bench.FuzzFailure",
+            error_message="Made dead for the fuzzer.",
+            attempts=1,
+        )
+
+
 def fuzz(base: str, cfg) -> list[dict]:
     """schemathesis as each actor, one after the other (the web process is shared)."""
+    _dead_letters(cfg.fuzz_dead_letters)
     with tempfile.TemporaryDirectory(prefix="bimride-fuzz-") as tmp:
         wfc = _wfc(Path(tmp))
         return [run_actor(base, a, _config(Path(tmp), a, wfc), cfg) for a in ACTORS]

@@ -24,8 +24,10 @@ class JobSummarySerializer(serializers.ModelSerializer):
 
 class DeadLetterSerializer(serializers.ModelSerializer):
     job = JobSummarySerializer(read_only=True)
-    retry_job = JobSummarySerializer(read_only=True)
-    resolved_by = serializers.EmailField(source="resolved_by.email", read_only=True, default=None)
+    retry_job = JobSummarySerializer(read_only=True, allow_null=True)
+    resolved_by = serializers.EmailField(
+        source="resolved_by.email", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = DeadLetter

@@ -99,3 +99,13 @@ def test_a_job_is_visible_to_its_subjects_owner_and_staff_only(
         response = client_for(outsider).get(path)
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     assert client_for(rider.user).get("/api/jobs/999999").status_code == 404
+
+
+@pytest.mark.parametrize("query", ["?status=closed", "?status=", "?page_size=0", "?page=x"])
+@pytest.mark.django_db
+def test_a_dead_letter_filter_out_of_range_answers_400_naming_it(dead_letter, as_staff, query):
+    response = as_staff.get("/api/ops/dead-letters" + query)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert set(error["fields"]) == {query[1:].split("=")[0]}

@@ -322,9 +322,22 @@ def test_page_size_is_chosen_by_the_client_up_to_100(as_rider, rides_of_rider):
     assert [r["id"] for r in small["results"]] == rides_of_rider[5:10]
     assert "page_size=5" in small["next"] and "page=3" in small["next"]
 
-    capped = as_rider.get("/api/rides?page_size=1000").json()
-    assert len(capped["results"]) == 100
-    assert capped["count"] == 105
+    largest = as_rider.get("/api/rides?page_size=100").json()
+    assert len(largest["results"]) == 100
+    assert largest["count"] == 105
+
+    too_large = as_rider.get("/api/rides?page_size=1000")
+    assert too_large.status_code == 400
+    assert too_large.json()["error"]["fields"] == {
+        "page_size": ["Must be a whole number from 1 to 100."]
+    }
+
+
+@pytest.mark.django_db
+def test_unknown_query_parameters_are_ignored(as_rider, rides_of_rider):
+    plain = as_rider.get("/api/rides").json()
+    filtered = as_rider.get("/api/rides?status=nonsense&sort=-id").json()
+    assert filtered["results"] == plain["results"] and filtered["count"] == plain["count"]
 
 
 # --- schema and docs ----------------------------------------------------------------------------
