@@ -69,7 +69,15 @@ def run_actor(base: str, actor: str, config: Path, cfg) -> dict:
         *("--request-timeout", "30", "--report", "json", "--report-json-path", str(report)),
     ]
     with log.open("w") as out:
-        subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+        # from the config's folder: schemathesis keeps a cache in its working directory
+        subprocess.run(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+            check=False,
+            cwd=config.parent,
+        )
     data = json.loads(report.read_text()) if report.exists() else {}
     cases = data.get("test_cases", {})
     failures = [
