@@ -1,7 +1,7 @@
 """The API contract as an app builds on it: a typed client generated from the live /api/schema/
 by openapi-python-client (at test time, into a tmp dir) rides a whole ride, reads a job, handles
 a 409 and a 429 as typed errors and retries a dead letter, through real workers and the Stripe
-and SendGrid stand-ins. An answer the schema does not document raises in the client."""
+and email provider stand-ins. An answer the schema does not document raises in the client."""
 
 import importlib
 import subprocess
@@ -56,10 +56,10 @@ def client_package(live_server, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def workers(start_cluster, sendgrid_standin):
-    """A worker per queue; email goes to the SendGrid stand-in."""
-    sendgrid = {"SENDGRID_API_KEY": "test", "SENDGRID_API_URL": sendgrid_standin.api_url}
-    return [start_cluster(queue, **sendgrid) for queue in ("critical", "default", "bulk")]
+def workers(start_cluster, postmark_standin):
+    """A worker per queue; email goes to the (default) email provider's stand-in."""
+    email = postmark_standin.settings()
+    return [start_cluster(queue, **email) for queue in ("critical", "default", "bulk")]
 
 
 class Operations:

@@ -6,6 +6,7 @@ JOB = {
     "id": 52,
     "name": "payments.capture_payment",
     "queue": "critical",
+    "priority": 0,
     "state": "succeeded",
     "attempts": 1,
     "max_attempts": 8,
