@@ -26,6 +26,17 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     ),
     "invalid_credentials": (400, "Wrong email or password.", "the credentials do not match"),
     "invalid_promo_code": (400, "Unknown promo code.", "the promo code cannot be redeemed"),
+    "otp_required": (
+        400,
+        "Staff accounts sign in with a second-factor code: send otp_token.",
+        "a staff account needs `otp_token`",
+    ),
+    "otp_enrolment_required": (
+        400,
+        "This staff account needs two-factor sign-in: enrol in the admin first.",
+        "a staff account has no second factor yet",
+    ),
+    "invalid_otp": (400, "Wrong second-factor code.", "the second-factor code is wrong"),
     "not_authenticated": (
         401,
         "Authentication credentials were not provided.",
@@ -74,6 +85,11 @@ ERRORS: dict[str, tuple[int, str, str]] = {
         429,
         "Request was throttled. Expected available in 2 seconds.",
         "too many requests: wait `Retry-After` seconds",
+    ),
+    "locked_out": (
+        429,
+        "Too many failed sign-ins. Try again in 15 minutes.",
+        "the account or address is locked out after failed sign-ins: wait `Retry-After` seconds",
     ),
     "unavailable": (
         503,

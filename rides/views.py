@@ -46,7 +46,15 @@ class AuthTokenView(APIView):
     authentication_classes = []
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
-    api_errors = {"post": ["invalid_credentials"]}
+    api_errors = {
+        "post": [
+            "invalid_credentials",
+            "otp_required",
+            "otp_enrolment_required",
+            "invalid_otp",
+            "locked_out",
+        ]
+    }
 
     @extend_schema(request=TokenInput, responses=TokenSerializer)
     def post(self, request: Request) -> Response:

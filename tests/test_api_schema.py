@@ -60,7 +60,8 @@ def test_every_api_operation_documents_its_errors_in_the_one_shape(schema):
         ("post", "/api/ops/dead-letters/{dead_letter_id}/retry", "409", {"already_resolved"}),
         ("get", "/api/ops/queues", "403", {"permission_denied"}),
         ("post", "/api/auth/token", "400", {"invalid_credentials"}),
-        ("post", "/api/auth/token", "429", {"throttled"}),
+        ("post", "/api/auth/token", "429", {"throttled", "locked_out"}),
+        ("post", "/api/auth/token", "400", {"otp_required", "invalid_otp"}),
         ("get", "/api/jobs/{job_id}", "503", {"unavailable"}),
     ],
 )
