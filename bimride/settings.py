@@ -5,6 +5,7 @@ and refuses to start without the variables production needs.
 """
 
 import os
+import socket
 import sys
 import warnings
 from datetime import timedelta
@@ -280,6 +281,8 @@ JOB_STALL_AFTER = timedelta(seconds=env.int("JOB_STALL_AFTER_SECONDS", 60))
 # How long a worker keeps retrying its own bookkeeping while the database is unreachable.
 JOB_DB_OUTAGE_PATIENCE = env.int("JOB_DB_OUTAGE_PATIENCE_SECONDS", 120)
 JOB_RETENTION = timedelta(days=env.int("JOB_RETENTION_DAYS", 7))
+# Names this host in the ledger's `worker` field (`<host>:<pid>`): several hosts on one machine.
+JOB_WORKER_HOST = env.str("JOB_WORKER_HOST", "") or socket.gethostname()
 # Alerts: more than ALERT_DEAD_LETTERS new dead letters within the window, or a queue whose
 # oldest due job waited longer than its SLA (QUEUE_LAG_SLA_<QUEUE> seconds).
 ALERT_DEAD_LETTERS = env.int("ALERT_DEAD_LETTERS", 10)

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import time
 import traceback
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from bimride.tracing import log_context
 
 logger = logging.getLogger(__name__)
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+WORKER = f"{settings.JOB_WORKER_HOST}:{os.getpid()}"  # the ledger's `worker`
 PERMANENT = (BimRideError, UnknownJob, JobPayloadError)
 
 _JOB = Job._meta.db_table
