@@ -13,6 +13,8 @@ started without disturbing `make run` or `make test`), migrates it, then runs th
 5. security         the authorisation matrix, staff-only surfaces, throttles, password
                     guessing at a staff account from one address and from 50
 6. provider outage  email and Stripe stand-ins failing 503 (a stub until they exist)
+7. many hosts       3 hosts (gunicorn + a qcluster per queue each) through one PgBouncer to
+                    one PostgreSQL under the ride flow; one host SIGKILLed whole mid-run
 
 Each ends with an accounting (lost, duplicated, 5xx). The table goes to stdout and to
 bench/results/reliability.md and .json. Every process started is stopped in `finally`.
@@ -58,6 +60,11 @@ FULL = {
     "provider_outage_seconds": 60,
     "provider_retry_scale": 1.0,
     "provider_drain_timeout": 200,
+    "hosts_pairs": 12,
+    "hosts_load_seconds": 100,
+    "hosts_kill_after": 40,
+    "hosts_effects_per_second": 3,
+    "hosts_drain_timeout": 180,
 }
 QUICK = {
     **FULL,
@@ -75,6 +82,9 @@ QUICK = {
     "provider_outage_seconds": 20,
     "provider_retry_scale": 0.3,
     "provider_drain_timeout": 90,
+    "hosts_pairs": 8,
+    "hosts_load_seconds": 50,
+    "hosts_kill_after": 20,
 }
 STANDINS = ("devtools/stripe_standin", "devtools/postmark_standin.py")
 
@@ -123,6 +133,7 @@ def run(cfg, only: set[int]) -> list:
     from bench import reliability_fuzz as fuzz
     from bench import reliability_http as http
     from bench.reliability_faults import Result
+    from bench.reliability_hosts import many_hosts
 
     started = time.monotonic()
     results: list[Result] = []
@@ -165,6 +176,7 @@ def run(cfg, only: set[int]) -> list:
             [http.make_actor("rider", f"steady{i}").token for i in range(3)] if 2 in only else []
         )
         scenario(6, "6. provider outage", provider_outage, procs, cfg)
+        scenario(7, "7. many hosts", many_hosts, procs, cfg)
         scenario(2, "2. database restart", faults.database_restart, procs, base, riders, cfg)
     finally:
         say("stopping every process this run started")
@@ -215,7 +227,7 @@ def write(results: list, cfg, mode: str, elapsed: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller scenarios (~3 minutes)")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="scenario numbers, e.g. 1,4")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="scenario numbers, e.g. 1,4")
     parser.add_argument("--jobs", type=int, help="jobs in scenario 1")
     args = parser.parse_args(argv)
     cfg = SimpleNamespace(**(QUICK if args.quick else FULL))
@@ -226,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.deadline = started + BUDGET - 60  # scenarios shorten their waits to end in time
     # what scenario 1 leaves for the rest when it waits for django-q2's redeliveries
     cfg.reserve = 150 + (cfg.provider_outage_seconds + 150 if 6 in only else 0)
+    cfg.reserve += cfg.hosts_load_seconds + cfg.hosts_drain_timeout if 7 in only else 0
     try:
         setup_database()
         results = run(cfg, only)

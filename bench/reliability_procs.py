@@ -70,13 +70,21 @@ class Processes:
         }
         return self.start(name, [sys.executable, "manage.py", "qcluster"], {**base, **env})
 
-    def web(self, name: str = "web", env: dict[str, str] | None = None) -> tuple[Proc, str]:
+    def web(
+        self,
+        name: str = "web",
+        env: dict[str, str] | None = None,
+        *,
+        workers: int = 1,
+        threads: int = 32,
+    ) -> tuple[Proc, str]:
         """Start gunicorn (one process, 32 threads, DEBUG off, as in production) on a free
         loopback port; wait for it. (runserver's listen backlog of 10 resets most of 50
         simultaneous connections, which would measure the dev server, not the product.)"""
         port = free_port()
         command = [sys.executable, "-m", "gunicorn", "bimride.wsgi", "-b", f"127.0.0.1:{port}"]
-        command += ["-w", "1", "-k", "gthread", "--threads", "32", "--timeout", "60"]
+        command += ["-w", str(workers), "-k", "gthread", "--threads", str(threads)]
+        command += ["--timeout", "60"]
         web_env = {
             "DEBUG": "false",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
