@@ -4,9 +4,13 @@ Usage: ``python -m bench.jobs [--quick] [--only ours|plain|celery]`` with DATABA
 Makefile exports it). The benchmark uses its own database `bimride_bench` on that server
 (created if missing, migrated on every run). It runs up to three rounds; in each, every system
 measures once in a child process (`bench.suites`) with that system's settings, so load that
-comes and goes on the machine falls on all systems alike. It prints one markdown table of
-medians with ratios (ours / other) and writes it to bench/results/jobs.md and jobs.json. The
-whole run is bounded in time, and every process it starts is stopped, killed if need be.
+comes and goes on the machine falls on all systems alike. Ours is measured three ways: direct,
+through a PgBouncer in transaction mode that the run starts (workers LISTEN on the direct URL,
+JOB_LISTEN_DATABASE_URL), and through it without that (polling; idle pickup and lateness only).
+The benchmark's own connections (its lock, resets, counters, marks) always go direct. It prints
+markdown tables of medians with ratios (ours / other, pooled / direct) and writes them to
+bench/results/jobs.md and jobs.json. The whole run is bounded in time, and every process it
+starts is stopped, killed if need be.
 """
 
 import argparse
@@ -29,19 +33,21 @@ from psycopg import sql
 
 from bench.procs import ROOT, kill_leftovers
 from bench.report import render
+from devtools.pgbouncer import PgBouncer
 
 BENCH_DB = "bimride_bench"
 RESULTS = ROOT / "bench" / "results"
 LOCK_KEY = 0x62656E6368  # pg_advisory_lock: one benchmark at a time per server
 GROUPS = {
-    "ours": ["ours"],
+    "ours": ["ours", "ours-pooled", "ours-polling"],
     "plain": ["plain-defaults", "plain-best"],
     "celery": ["celery"],
 }
-ORDER = ["ours", "plain-defaults", "plain-best", "celery"]
+ORDER = ["ours", "ours-pooled", "ours-polling", "plain-defaults", "plain-best", "celery"]
+POOLED = ("ours-pooled", "ours-polling")  # through PgBouncer (transaction mode)
 MEASUREMENTS = ("enqueue", "drain", "pickup", "defer")
 ROUNDS = {"full": 3, "quick": 1}
-TOTAL = {"full": 545.0, "quick": 300.0}  # seconds for all rounds; setup comes on top
+TOTAL = {"full": 760.0, "quick": 400.0}  # seconds for all rounds; setup comes on top
 CHILD_LIMIT = 240.0  # seconds one system's round may take
 KILL_GRACE = 15.0  # seconds past its deadline before a round is stopped
 
@@ -117,7 +123,7 @@ def redis_answers() -> str:
     return ""
 
 
-def suite_env(name: str, url: str, pidfile: Path) -> dict[str, str]:
+def suite_env(name: str, url: str, pidfile: Path, pooled: str = "") -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -130,16 +136,24 @@ def suite_env(name: str, url: str, pidfile: Path) -> dict[str, str]:
     if name.startswith("plain-"):
         env["DJANGO_SETTINGS_MODULE"] = "bench.settings_plain"
         env["BENCH_PLAIN_PROFILE"] = name.removeprefix("plain-")
+    env.pop("JOB_LISTEN_DATABASE_URL", None)
+    if name in POOLED:
+        # The system talks through the pooler; the benchmark's own bookkeeping goes direct.
+        env |= {"DATABASE_URL": pooled, "DB_TRANSACTION_POOLER": "1", "BENCH_DIRECT_URL": url}
+        if name == "ours-pooled":
+            env["JOB_LISTEN_DATABASE_URL"] = url  # the workers' LISTEN, straight to PostgreSQL
     return env
 
 
-def run_round(name: str, number: int, url: str, deadline: float, quick: bool, tmp: Path) -> dict:
+def run_round(
+    name: str, number: int, url: str, deadline: float, quick: bool, tmp: Path, pooled: str = ""
+) -> dict:
     """Run one round of one system in a child process; stop it (and what it started) if it
     overruns its deadline."""
     out, pidfile = tmp / f"{name}-{number}.json", tmp / f"{name}-{number}.pids"
     command = [sys.executable, "-m", "bench.suites", name, "--out", str(out)]
     command += ["--round", str(number)] + (["--quick"] if quick else [])
-    child = subprocess.Popen(command, cwd=ROOT, env=suite_env(name, url, pidfile))
+    child = subprocess.Popen(command, cwd=ROOT, env=suite_env(name, url, pidfile, pooled))
     try:
         child.wait(timeout=max(1.0, deadline + KILL_GRACE - time.time()))
     except subprocess.TimeoutExpired:
@@ -166,6 +180,8 @@ def merge(results: dict, name: str, out: dict) -> None:
         suite.setdefault("errors", []).append(out["error"])
         return
     suite["title"] = out["title"]
+    if "listen" in out:
+        suite["listen"] = out["listen"]
     for measurement in MEASUREMENTS:
         if measurement in out:
             suite.setdefault(measurement, {"runs": []})["runs"].append(out[measurement])
@@ -282,14 +298,18 @@ def main() -> None:
     results, loads = {}, {"start": load_average()}
     if loads["start"] > 1.0:
         log(f"the machine is busy (load {loads['start']}): figures will be skewed")
+    pooler = PgBouncer(url) if set(names) & set(POOLED) else None
     try:
+        pooled = pooler.start() if pooler else ""
         with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
             for number in range(ROUNDS[mode]):
                 log(f"== round {number + 1} of {ROUNDS[mode]}")
                 outs = {}
                 for name in names:
                     deadline = min(end, time.time() + CHILD_LIMIT)
-                    outs[name] = run_round(name, number, url, deadline, args.quick, Path(tmp))
+                    outs[name] = run_round(
+                        name, number, url, deadline, args.quick, Path(tmp), pooled
+                    )
                     merge(results, name, outs[name])
                 loads[f"round {number + 1}"] = load_average()
                 estimate = next_round_estimate(outs)
@@ -301,6 +321,8 @@ def main() -> None:
                     break
     finally:
         admin.close()
+        if pooler:
+            pooler.stop()
     for suite in results.values():
         for measurement in MEASUREMENTS:
             if measurement in suite:

@@ -28,6 +28,20 @@ ROWS = [
 ]  # fmt: skip
 
 
+# Through PgBouncer against direct: (measurement, statistic, label, unit, target ratio pooled /
+# direct as (op, value) or None)
+POOLED_ROWS = [
+    ("enqueue", "p50_ms", "(a) enqueue in atomic() incl. its commit, median", "ms", None),
+    ("drain", "jobs_s", "(b) drain 5,000 no-op jobs, 2 workers", "jobs/s", (">=", 0.9)),
+    ("pickup", "p50_ms", "(c) idle pickup enqueue to start, p50", "ms", None),
+    ("pickup", "p95_ms", "(c) idle pickup enqueue to start, p95", "ms", ("<=", 1.2)),
+    ("defer", "p50_ms", "(d) deferred lateness start - due, p50", "ms", None),
+    ("defer", "p95_ms", "(d) deferred lateness start - due, p95", "ms", None),
+    ("drain", "commits_per_job", "(b) DB transactions committed per job drained", "count", None),
+    ("drain", "rows_written_per_job", "(b) DB rows written per job drained", "count", None),
+]
+
+
 def value(suite: dict | None, measurement: str, statistic: str) -> float | None:
     if not suite or measurement not in suite:
         return None
@@ -87,7 +101,47 @@ def render(document: dict) -> str:
                 cells.append(f"{ratio:.2f}×" if ratio is not None else "–")
             cells.append(meets(mine, target))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join([*heading(document), *lines, "", *footnotes(document, marks), ""])
+    pooled = pooled_table(suites)
+    return "\n".join([*heading(document), *lines, "", *pooled, *footnotes(document, marks), ""])
+
+
+def pooled_table(suites: dict) -> list[str]:
+    """Ours through PgBouncer (transaction mode) beside ours direct, measured in the same run."""
+    direct, pooled, polling = (suites.get(k) for k in ("ours", "ours-pooled", "ours-polling"))
+    if not direct or not pooled:
+        return []
+    listen = pooled.get("listen")
+    header = ["metric", "unit", "direct", "through PgBouncer", "pooled / direct", "target"]
+    header += ["", "polling through PgBouncer", "polling / direct"]
+    lines = [
+        "## Through PgBouncer (transaction mode), same run",
+        "",
+        "Pooled workers "
+        + (
+            "LISTEN on their own direct connection (JOB_LISTEN_DATABASE_URL)."
+            if listen
+            else "poll: this release has no JOB_LISTEN_DATABASE_URL (both pooled columns poll)."
+        )
+        + " The polling column runs the pooled workers without it.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for measurement, statistic, label, unit, target in POOLED_ROWS:
+        mine, theirs = value(direct, measurement, statistic), value(pooled, measurement, statistic)
+        ratio = theirs / mine if mine and theirs is not None else None
+        slow = value(polling, measurement, statistic)
+        slow_ratio = slow / mine if mine and slow is not None else None
+        verdict = ""
+        if target and ratio is not None:
+            op, limit = target
+            verdict = "met" if (ratio >= limit if op == ">=" else ratio <= limit) else "**missed**"
+        cells = [label, unit, fmt(mine, unit), fmt(theirs, unit)]
+        cells += [f"{ratio:.2f}×" if ratio is not None else "–"]
+        cells += [f"{target[0]} {target[1]:g}×" if target else "", verdict, fmt(slow, unit)]
+        cells += [f"{slow_ratio:.2f}×" if slow_ratio is not None else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def heading(document: dict) -> list[str]:

@@ -9,6 +9,7 @@ Usage: ``python -m bench.suites ours|plain-defaults|plain-best|celery --out FILE
 import argparse
 import json
 import logging
+import os
 import random
 import signal
 import sys
@@ -22,7 +23,9 @@ SIZES = {  # (a) enqueues, (b) backlog, (c) idle jobs, (d) deferred jobs, rounds
     "full": {"enqueue": 2000, "drain": 5000, "pickup": 200, "defer": 100, "rounds": 3},
     "quick": {"enqueue": 300, "drain": 1000, "pickup": 50, "defer": 30, "rounds": 1},
 }
-SUITES = ("ours", "plain-defaults", "plain-best", "celery")
+SUITES = ("ours", "ours-pooled", "ours-polling", "plain-defaults", "plain-best", "celery")
+# Through the pooler without the workers' direct LISTEN: only what polling changes is measured.
+WAITING_ONLY = {"ours-polling"}
 DRAIN_CAP = 45.0  # seconds a drain may run before it is reported as partial
 # Plain django-q2 with its defaults drains ~20 jobs/s: one capped drain, in the first round.
 SLOW_DRAIN = {"plain-defaults": 30.0}
@@ -149,9 +152,15 @@ def run_round(name: str, system, size: dict, first: bool) -> dict:
     """One run of each measurement. Plain django-q2's deferred jobs (a 30 s scheduler tick) and
     its slow default drain are measured in the first round only."""
     out, walls = {"system": system.key, "title": system.title}, {}
-    log(f"{system.title}: (a) enqueue inside atomic(), {size['enqueue']} jobs")
-    out["enqueue"] = timed(walls, "enqueue", lambda: measure_enqueue(system, size["enqueue"]))
-    if first or name not in SLOW_DRAIN:
+    if name.startswith("ours"):  # do the workers LISTEN on their own direct connection?
+        from django.conf import settings
+
+        listen = os.environ.get("JOB_LISTEN_DATABASE_URL")
+        out["listen"] = bool(listen) and hasattr(settings, "JOB_LISTEN_DATABASE_URL")
+    if name not in WAITING_ONLY:
+        log(f"{system.title}: (a) enqueue inside atomic(), {size['enqueue']} jobs")
+        out["enqueue"] = timed(walls, "enqueue", lambda: measure_enqueue(system, size["enqueue"]))
+    if name not in WAITING_ONLY and (first or name not in SLOW_DRAIN):
         cap = SLOW_DRAIN.get(name, DRAIN_CAP)
         log(f"{system.title}: (b) drain {size['drain']} jobs with 2 workers (cap {cap:.0f} s)")
         out["drain"] = timed(walls, "drain", lambda: measure_drain(system, size["drain"], cap))
@@ -176,8 +185,8 @@ def run_round(name: str, system, size: dict, first: bool) -> dict:
 def make_system(name: str):
     from bench import systems
 
-    if name == "ours":
-        return systems.Ours()
+    if name.startswith("ours"):
+        return systems.Ours(key=name)
     if name.startswith("plain-"):
         return systems.PlainQ2(name.removeprefix("plain-"))
     return systems.CeleryRedis()

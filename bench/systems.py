@@ -8,6 +8,7 @@ lateness (start - due), in seconds.
 """
 
 import functools
+import os
 import sys
 import time
 import uuid
@@ -18,6 +19,11 @@ from django.db import connection, transaction
 from bench.procs import Service
 
 QUEUE = "default"
+TITLES = {
+    "ours": "ours (bimride.jobs)",
+    "ours-pooled": "ours through PgBouncer",
+    "ours-polling": "ours through PgBouncer, polling",
+}
 WORKERS = 2
 JOB_NAME = f"bench.noop_{QUEUE}"
 PLAIN_FUNC = "bench.jobtypes.plain_noop"
@@ -27,10 +33,24 @@ _TRUNCATE = (
 )
 
 
+_direct = None
+
+
 def sql(query: str, params: list | None = None) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(query, params or [])
-        return cursor.fetchall() if cursor.description else []
+    """The benchmark's own statements (resets, counters, marks): on BENCH_DIRECT_URL, straight to
+    PostgreSQL, when the system under test talks to it through a pooler."""
+    global _direct
+    url = os.environ.get("BENCH_DIRECT_URL")
+    if not url:
+        with connection.cursor() as cursor:
+            cursor.execute(query, params or [])
+            return cursor.fetchall() if cursor.description else []
+    if _direct is None or _direct.closed:
+        import psycopg
+
+        _direct = psycopg.connect(url, autocommit=True)
+    cursor = _direct.execute(query, params or [])
+    return cursor.fetchall() if cursor.description else []
 
 
 def db_counters() -> dict[str, int]:
@@ -58,8 +78,10 @@ class Ours:
     title = "ours (bimride.jobs)"
     defer_spread = 3.0  # seconds over which deferred jobs are enqueued
 
-    def __init__(self, workers: int = WORKERS):
+    def __init__(self, workers: int = WORKERS, key: str = "ours"):
         self.workers = workers
+        self.key = key
+        self.title = TITLES[key]
 
     def reset(self) -> None:
         sql(_TRUNCATE)
@@ -68,7 +90,7 @@ class Ours:
         # Q_CLUSTER_NAME equal to the cluster's `name` leaves ALT_CLUSTERS unused, so the
         # default queue takes Q_WORKERS; both are set.
         return qcluster(
-            "ours",
+            self.key,
             {
                 "Q_CLUSTER_NAME": QUEUE,
                 "Q_WORKERS": str(self.workers),
