@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DB_URL = $${DATABASE_URL:-$$($(PY) -m devtools.devdb start)}
 
-.PHONY: run test test-pooled lint fmt bench bench-jobs bench-growth bench-api reliability db-start db-stop db-status pooler-start pooler-stop clean
+.PHONY: run test test-pooled lint fmt bench bench-jobs bench-growth bench-api bench-capacity reliability db-start db-stop db-status pooler-start pooler-stop clean
 
 $(VENV)/.installed: requirements.txt
 	@echo "==> installing the pinned requirements into $(VENV)"
@@ -46,6 +46,11 @@ bench-growth: venv
 bench-api: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.api $(BENCH_ARGS)
+
+# What a ride and a job cost PostgreSQL (statements, rows, WAL, CPU): the README's capacity model.
+bench-capacity: venv
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.capacity $(BENCH_ARGS)
 
 bench: bench-jobs bench-growth bench-api
 

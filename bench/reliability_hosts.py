@@ -51,8 +51,8 @@ class Host:
     """One host's processes: gunicorn and a qcluster per queue, sharing a label and a metrics
     directory, as on a machine of their own."""
 
-    def __init__(self, number: int, procs: Processes, env: dict[str, str]):
-        self.label = f"host{number}"
+    def __init__(self, number: int, procs: Processes, env: dict[str, str], workers=1, prefix="s7"):
+        self.label, self.workers, self.prefix = f"host{number}", workers, prefix
         self.metrics = LOG_DIR / "hosts" / f"{self.label}-metrics"
         shutil.rmtree(self.metrics, ignore_errors=True)
         self.metrics.mkdir(parents=True)
@@ -67,8 +67,10 @@ class Host:
 
     def start(self) -> None:
         for queue in QUEUES:
-            self.members.append(self.procs.qcluster(f"s7-{self.label}-{queue}", queue, 1, self.env))
-        web, self.base = self.procs.web(f"s7-{self.label}-web", self.env, workers=2, threads=8)
+            name = f"{self.prefix}-{self.label}-{queue}"
+            self.members.append(self.procs.qcluster(name, queue, self.workers, self.env))
+        name = f"{self.prefix}-{self.label}-web"
+        web, self.base = self.procs.web(name, self.env, workers=2, threads=8)
         self.members.append(web)
 
     def kill(self) -> int:
