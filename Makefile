@@ -54,8 +54,9 @@ bench-capacity: venv
 
 bench: bench-jobs bench-growth bench-api
 
-# Faults under load (worker SIGKILLs, a PostgreSQL restart, races, fuzzing, authz), on its own
-# embedded PostgreSQL (.data/pg-reliability); under 15 minutes; RELIABILITY_ARGS=--quick: ~3.
+# Faults under load (worker SIGKILLs, a PostgreSQL restart, races, fuzzing, authz, one of three
+# hosts behind PgBouncer killed whole), on its own embedded PostgreSQL (.data/pg-reliability);
+# under 15 minutes; RELIABILITY_ARGS=--quick: ~5.
 reliability: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@$(PY) -m bench.reliability $(RELIABILITY_ARGS)
