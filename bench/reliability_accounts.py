@@ -66,10 +66,11 @@ class Accounting:
         captures = state["captures"]
         twice = {pi: n for pi, n in captures.items() if n > 1}
         captured = {ride_of.get(pi) for pi, n in captures.items() if n >= 1}
+        mine = set(load.rides)  # earlier scenarios' rides may still get theirs meanwhile
         receipts = Counter(
-            int(m.group(1))
+            ride
             for message in self.sendgrid.received()
-            if (m := RECEIPT.search(message.subject))
+            if (m := RECEIPT.search(message.subject)) and (ride := int(m.group(1))) in mine
         )
         rides = dict(Ride.objects.filter(pk__in=load.rides).values_list("pk", "status"))
         completed = {pk for pk, status in rides.items() if status == "completed"}
