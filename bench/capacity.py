@@ -3,7 +3,7 @@
 Usage: ``python -m bench.capacity [--rides N] [--jobs N]`` with DATABASE_URL set (the Makefile
 exports it). On its own database `bimride_capacity` (made anew each run) it starts one host as
 deployed: a PgBouncer in transaction mode, gunicorn (2 workers) and one `qcluster` per queue
-(2 workers each), with the Stripe and SendGrid stand-ins. Then, each phase between two readings
+(2 workers each), with the Stripe and email stand-ins. Then, each phase between two readings
 of the counters:
 
 - idle: 20 s with nothing to do (what polling and the cron jobs cost, subtracted below);
@@ -224,11 +224,11 @@ def main() -> None:
     from bench.reliability_hosts import Host
     from bench.reliability_procs import Processes
     from devtools.pgbouncer import PgBouncer
-    from devtools.sendgrid_standin import SendGridStandin
+    from devtools.postmark_standin import PostmarkStandin
     from devtools.stripe_standin import StripeStandin
 
     pooler = PgBouncer(url)
-    stripe, sendgrid = StripeStandin().start(), SendGridStandin().start()
+    stripe, email = StripeStandin().start(), PostmarkStandin().start()
     procs = Processes(url)
     try:
         env = {
@@ -238,8 +238,7 @@ def main() -> None:
             "RIDE_EXPIRY_SECONDS": "5",  # a ride's expiry job runs within its measurement
             "JOB_EXTRA_MODULES": os.environ["JOB_EXTRA_MODULES"],
             "STRIPE_API_BASE": stripe.api_base,
-            "SENDGRID_API_KEY": "test",
-            "SENDGRID_API_URL": sendgrid.api_url,
+            **email.settings(),
         }
         host = Host(1, procs, env, workers=2, prefix="capacity")
         host.start()
@@ -272,7 +271,7 @@ def main() -> None:
         procs.stop_all()
         pooler.stop()
         stripe.stop()
-        sendgrid.stop()
+        email.stop()
     document = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cores": os.cpu_count(),

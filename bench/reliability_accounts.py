@@ -1,8 +1,8 @@
 """The accounting of scenario 7 (bench/reliability_hosts.py), at the providers and in the ledger.
 
 - Stripe: captures per payment intent (never more than one), every completed ride captured.
-- SendGrid: receipts per ride, read from the receipt number in the subject: exactly one per
-  completed ride, none for a ride that did not complete.
+- The email provider's stand-in: receipts per ride, read from the receipt number in the
+  subject: exactly one per completed ride, none for a ride that did not complete.
 - The API: no 5xx (there is no database or pooler outage in this scenario); requests cut by the
   killed host are counted apart, each sent again to a live host.
 - The ledger: every job finished, none dead-lettered, none claimed or succeeded twice; each
@@ -36,9 +36,9 @@ def host_of(worker: str) -> str:
 class Accounting:
     """Fills the scenario's Result: jobs, lost, duplicated, 5xx, status and notes."""
 
-    def __init__(self, result, first_job: int, kill: dict, stripe, sendgrid):
+    def __init__(self, result, first_job: int, kill: dict, stripe, email):
         self.result, self.kill = result, kill
-        self.stripe, self.sendgrid = stripe, sendgrid
+        self.stripe, self.email = stripe, email
         self.jobs = Job.objects.filter(pk__gt=first_job)
         self.lost = 0
         self.duplicated = 0
@@ -69,7 +69,7 @@ class Accounting:
         mine = set(load.rides)  # earlier scenarios' rides may still get theirs meanwhile
         receipts = Counter(
             ride
-            for message in self.sendgrid.received()
+            for message in self.email.received()
             if (m := RECEIPT.search(message.subject)) and (ride := int(m.group(1))) in mine
         )
         rides = dict(Ride.objects.filter(pk__in=load.rides).values_list("pk", "status"))
@@ -85,7 +85,7 @@ class Accounting:
             f"rides: {len(load.rides)} requested, {len(completed)} completed"
             f" ({len(load.completed)} confirmed by the API), statuses"
             f" {dict(Counter(rides.values()))}; Stripe: {len(captures)} intents captured,"
-            f" {len(twice)} twice; SendGrid: {sum(receipts.values())} receipts for"
+            f" {len(twice)} twice; email: {sum(receipts.values())} receipts for"
             f" {len(receipts)} rides;"
             f" {len(load.cut)} requests cut by the kill, each sent again to a live host"
         )

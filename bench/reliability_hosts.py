@@ -36,7 +36,7 @@ from bimride.jobs.broker import QUEUE_TABLE, job_of
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job
 from devtools.pgbouncer import PgBouncer
-from devtools.sendgrid_standin import SendGridStandin
+from devtools.postmark_standin import PostmarkStandin
 from devtools.stripe_standin import StripeStandin
 
 QUEUES = ("critical", "default", "bulk")
@@ -249,7 +249,7 @@ def many_hosts(procs: Processes, cfg) -> Result:
     procs.stop_all()
     direct = os.environ["DATABASE_URL"]
     pooler = PgBouncer(direct, pool_size=20, max_client_conn=500)
-    stripe, sendgrid = StripeStandin().start(), SendGridStandin().start()
+    stripe, email = StripeStandin().start(), PostmarkStandin().start()
     listen = hasattr(settings, "JOB_LISTEN_DATABASE_URL")
     try:
         url = pooler.start()
@@ -263,8 +263,7 @@ def many_hosts(procs: Processes, cfg) -> Result:
             "Q_WORKERS_DEFAULT": "1",
             "Q_WORKERS_BULK": "1",
             "STRIPE_API_BASE": stripe.api_base,
-            "SENDGRID_API_KEY": "test",
-            "SENDGRID_API_URL": sendgrid.api_url,
+            **email.settings(),  # the email provider's anymail backend, talking to the stand-in
         }
         since = timezone.now()
         first_job = Job.objects.order_by("-id").values_list("id", flat=True).first() or 0
@@ -290,7 +289,7 @@ def many_hosts(procs: Processes, cfg) -> Result:
         effects.thread.join(timeout=30)
         say(f"  load over after {time.monotonic() - started:.0f}s: {len(load.completed)} rides")
         drain(first_job, cfg.hosts_drain_timeout)
-        books = Accounting(result, first_job, kill, stripe, sendgrid)
+        books = Accounting(result, first_job, kill, stripe, email)
         books.providers(load)
         books.ledger(effects.ids, effects.errors)
         books.cron(since=since)
@@ -314,7 +313,7 @@ def many_hosts(procs: Processes, cfg) -> Result:
                 proc.stop()
         pooler.stop()
         stripe.stop()
-        sendgrid.stop()
+        email.stop()
     return result
 
 
