@@ -289,7 +289,7 @@ def many_hosts(procs: Processes, cfg) -> Result:
         effects.thread.join(timeout=30)
         say(f"  load over after {time.monotonic() - started:.0f}s: {len(load.completed)} rides")
         drain(first_job, cfg.hosts_drain_timeout)
-        books = Accounting(result, first_job, kill, stripe, email)
+        books = Accounting(result, first_job, kill, stripe, email, load.rides)
         books.providers(load)
         books.ledger(effects.ids, effects.errors)
         books.cron(since=since)
