@@ -88,8 +88,10 @@ def ride_request(
 def ride_accept(*, ride_id: int, driver: Driver) -> Ride:
     """Give a requested ride to an available driver. Of racing drivers exactly one wins."""
     user = driver.user  # read with the request's token
-    driver = Driver.objects.select_for_update().get(pk=driver.pk)
+    # The ride before the driver, the order in which matching's offers (which reference both)
+    # lock them: in the other order an accept and a matching of the same ride deadlock.
     ride = _locked(ride_id)
+    driver = Driver.objects.select_for_update().get(pk=driver.pk)
     if ride.status != Ride.Status.REQUESTED:
         _check_visible(ride, driver)
         raise InvalidTransition(ride.status, Ride.Status.ACCEPTED)
