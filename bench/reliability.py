@@ -64,7 +64,7 @@ FULL = {
     "hosts_load_seconds": 100,
     "hosts_kill_after": 40,
     "hosts_effects_per_second": 3,
-    "hosts_drain_timeout": 180,
+    "hosts_drain_timeout": 240,
 }
 QUICK = {
     **FULL,

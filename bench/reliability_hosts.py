@@ -258,6 +258,10 @@ def many_hosts(procs: Processes, cfg) -> Result:
             "DB_TRANSACTION_POOLER": "1",
             "JOB_LISTEN_DATABASE_URL": direct,  # the workers' LISTEN, where supported
             "JOB_STALL_AFTER_SECONDS": str(STALL_AFTER),
+            # The product's back-offs: a capture waits for an authorisation that the dead host
+            # had taken (released after the stall time and the next minute's relay) by retrying
+            # for minutes, as in production; the bench's usual 0.01 would dead-letter it.
+            "JOB_RETRY_SCALE": "1.0",
             "RIDE_EXPIRY_SECONDS": str(RIDE_EXPIRY),
             "Q_WORKERS_CRITICAL": "1",
             "Q_WORKERS_DEFAULT": "1",
