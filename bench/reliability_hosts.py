@@ -328,6 +328,8 @@ def kill_host(victim: Host, balancer: Balancer) -> dict:
     mine = Job.objects.filter(state="running", worker__startswith=f"{victim.label}:")
     while not mine.filter(name=NAME).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    with balancer.lock:  # what fails on it from now on was cut by its death
+        balancer.dead.add(victim.base)
     processes = victim.kill()
     at = timezone.now()
     balancer.remove(victim)
