@@ -15,7 +15,7 @@ from payments.models import Payment, Refund
 from tests.access.conftest import sign_in, signed_in
 from tests.conftest import client_for, give_authenticator, totp_now, verified_client
 from tests.factories import PASSWORD, UserFactory
-from tests.payments.conftest import ride_in
+from tests.payments.conftest import captured_payment_in
 
 pytestmark = pytest.mark.django_db
 ADDRESS = "198.51.100.20"
@@ -129,16 +129,7 @@ def test_cancelling_queued_jobs_from_the_admin_names_the_user(ops):
 
 @pytest.fixture
 def captured(db) -> Payment:
-    ride = ride_in("completed")
-    return Payment.objects.create(
-        ride=ride,
-        rider=ride.rider,
-        amount=1500,
-        amount_captured=1174,
-        currency="usd",
-        status="captured",
-        stripe_payment_intent_id="pi_test_audit",
-    )
+    return captured_payment_in("pi_test_audit")
 
 
 def test_refunds_from_the_admin_and_the_api_name_the_user(ops, captured):

@@ -47,6 +47,20 @@ def ride_in(status: str, *, rider=None, driver=None, **fields) -> Ride:
     return RideFactory(**(values | fields))
 
 
+def captured_payment_in(intent: str = "pi_test_1") -> Payment:
+    """A completed ride's payment, captured at its final fare under Stripe intent `intent`."""
+    ride = ride_in("completed")
+    return Payment.objects.create(
+        ride=ride,
+        rider=ride.rider,
+        amount=1500,
+        amount_captured=1174,
+        currency="usd",
+        status="captured",
+        stripe_payment_intent_id=intent,
+    )
+
+
 def payment_of(ride: Ride, kind: str = "ride") -> Payment | None:
     return Payment.objects.filter(ride_id=ride.pk, kind=kind).first()
 

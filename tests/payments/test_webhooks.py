@@ -7,7 +7,7 @@ import pytest
 from bimride.jobs.runner import run_job
 from payments import stripe_client
 from payments.models import PaymentEvent, WebhookEvent
-from tests.payments.conftest import jobs_named, ride_in
+from tests.payments.conftest import captured_payment_in, jobs_named
 
 pytestmark = pytest.mark.django_db
 
@@ -37,18 +37,7 @@ def deliver(client, body: str) -> None:
 
 @pytest.fixture
 def captured_payment(db):
-    from payments.models import Payment
-
-    ride = ride_in("completed")
-    return Payment.objects.create(
-        ride=ride,
-        rider=ride.rider,
-        amount=1500,
-        amount_captured=1174,
-        currency="usd",
-        status="captured",
-        stripe_payment_intent_id="pi_test_1",
-    )
+    return captured_payment_in("pi_test_1")
 
 
 @pytest.mark.parametrize(
