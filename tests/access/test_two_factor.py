@@ -159,6 +159,14 @@ def test_staff_sessions_end_after_the_idle_time(staff, rider):
     assert rider_client.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
 
 
+def test_a_staff_tokens_requests_write_no_session(as_staff):
+    from django.contrib.sessions.models import Session
+
+    assert as_staff.get("/api/ops/queues").status_code == 200
+    assert settings.SESSION_COOKIE_NAME not in as_staff.cookies
+    assert not Session.objects.exists()
+
+
 def test_a_staff_token_keeps_working_once_issued(as_staff, otp_required):
     # Tokens are handed to staff only with the second factor; one issued keeps working.
     assert as_staff.get("/api/ops/queues").status_code == 200
