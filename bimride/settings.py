@@ -192,6 +192,11 @@ OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", "BimRide")
 # A staff session ends after this long without a request; other sessions last SESSION_COOKIE_AGE.
 STAFF_SESSION_IDLE = timedelta(minutes=env.int("STAFF_SESSION_IDLE_MINUTES", 30))
 SESSION_COOKIE_HTTPONLY = True
+# Each web process keeps an API token it checked, with the token's user and profile, this many
+# seconds (0: not at all): deleting the token or saving its user takes effect at once in the
+# process that did it, and within these seconds in the others.
+AUTH_TOKEN_CACHE_SECONDS = env.int("AUTH_TOKEN_CACHE_SECONDS", 10)
+AUTH_TOKEN_CACHE_SIZE = 10_000  # tokens per process; past it, the expired ones are dropped
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "/api/docs/"  # after the browsable API's sign-in without a `next`
 

@@ -14,6 +14,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
+from bimride.authentication import tokens
 from devtools.email_standin import EmailStandin
 from devtools.postmark_standin import PostmarkStandin
 from devtools.sendgrid_standin import SendGridStandin
@@ -38,6 +39,7 @@ def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, what
 @pytest.fixture(autouse=True)
 def _fresh_throttles():
     cache.clear()
+    tokens.forget_all()
 
 
 @pytest.fixture(autouse=True)
