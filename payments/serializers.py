@@ -1,7 +1,6 @@
 from rest_framework import serializers
 
 from bimride.fields import StrictCharField, StrictIntegerField
-from bimride.jobs.models import Job
 from bimride.jobs.serializers import JobSummarySerializer
 from payments.models import Payment, PaymentEvent, Refund
 
@@ -13,8 +12,9 @@ class PaymentEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# A refund, with the job that makes it (`selectors.refund_jobs_attach` sets `refund.job`).
 class RefundSerializer(serializers.ModelSerializer):
-    job = serializers.SerializerMethodField()
+    job = JobSummarySerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Refund
@@ -23,10 +23,6 @@ class RefundSerializer(serializers.ModelSerializer):
             "created_at", "finished_at", "job",
         ]  # fmt: skip
         read_only_fields = fields
-
-    def get_job(self, refund: Refund) -> dict | None:
-        job = Job.objects.filter(idempotency_key=f"refund:{refund.pk}").first()
-        return JobSummarySerializer(job).data if job else None
 
 
 class PaymentSerializer(serializers.ModelSerializer):

@@ -12,9 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bimride.api import error_body, idempotent
-from bimride.errors import NotFound
-from payments import services
-from payments.models import Payment
+from payments import selectors, services
 from payments.serializers import PaymentSerializer, RefundInput, RefundSerializer
 from payments.stripe_client import WebhookSignatureInvalid
 
@@ -26,10 +24,7 @@ class PaymentDetailView(APIView):
 
     @extend_schema(responses=PaymentSerializer)
     def get(self, request: Request, payment_id: int) -> Response:
-        payment = Payment.objects.filter(pk=payment_id).first()
-        if payment is None:
-            raise NotFound("No such payment.")
-        return Response(PaymentSerializer(payment).data)
+        return Response(PaymentSerializer(selectors.payment_get(payment_id=payment_id)).data)
 
 
 class PaymentRefundView(APIView):
@@ -47,6 +42,7 @@ class PaymentRefundView(APIView):
             reason=serializer.validated_data["reason"],
             user=request.user,
         )
+        selectors.refund_jobs_attach([refund])
         return Response(RefundSerializer(refund).data, status=202)
 
 

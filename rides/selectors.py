@@ -34,10 +34,10 @@ def ride_list_for(*, user: AbstractBaseUser) -> QuerySet[Ride]:
 
 def ride_get_for(*, user: AbstractBaseUser, ride_id: int) -> Ride:
     """The ride, if `user` may see it; otherwise NotFound (others' rides do not exist)."""
-    ride = ride_list_for(user=user).filter(pk=ride_id).first()
-    if ride is None:
-        raise NotFound("No such ride.")
-    return ride
+    try:
+        return ride_list_for(user=user).get(pk=ride_id)  # get(): no ORDER BY to build
+    except Ride.DoesNotExist:
+        raise NotFound("No such ride.") from None
 
 
 def ride_visible_to(*, user: AbstractBaseUser, ride_id: int) -> bool:

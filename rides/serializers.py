@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -10,7 +12,7 @@ from bimride.fields import (
     StrictIntegerField,
     number_or_decimal_string,
 )
-from bimride.jobs.selectors import job_list_of
+from bimride.jobs.selectors import job_summaries_of
 from bimride.jobs.serializers import JobSummarySerializer
 from rides.models import Ride
 
@@ -85,14 +87,16 @@ class MoneySerializer(serializers.Serializer):
     currency = serializers.CharField()
 
 
+# A ride as the API shows it: its fields are declared here for the OpenAPI schema, its bodies
+# built by `ride_body` and `ride_bodies` from values already read.
 class RideSerializer(serializers.ModelSerializer):
     rider = PartySerializer()
     driver = PartySerializer(allow_null=True)
-    pickup = serializers.SerializerMethodField()
-    dropoff = serializers.SerializerMethodField()
-    fare = serializers.SerializerMethodField()
-    estimated_fare = serializers.SerializerMethodField()
-    jobs = serializers.SerializerMethodField()
+    pickup = PointSerializer(read_only=True)
+    dropoff = PointSerializer(read_only=True)
+    fare = MoneySerializer(read_only=True, allow_null=True)
+    estimated_fare = MoneySerializer(read_only=True)
+    jobs = JobSummarySerializer(read_only=True, many=True)
 
     class Meta:
         model = Ride
@@ -103,24 +107,44 @@ class RideSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         read_only_fields = fields
 
-    @extend_schema_field(PointSerializer)
-    def get_pickup(self, ride: Ride) -> dict:
-        return {"lat": ride.pickup_lat, "lng": ride.pickup_lng}
+    def to_representation(self, ride: Ride) -> dict:
+        return ride_body(ride)
 
-    @extend_schema_field(PointSerializer)
-    def get_dropoff(self, ride: Ride) -> dict:
-        return {"lat": ride.dropoff_lat, "lng": ride.dropoff_lng}
 
-    @extend_schema_field(MoneySerializer(allow_null=True))
-    def get_fare(self, ride: Ride) -> dict | None:
-        if ride.fare_amount is None:
-            return None
-        return {"amount": ride.fare_amount, "currency": ride.currency}
+_when = serializers.DateTimeField().to_representation  # ISO 8601 in TIME_ZONE, as DRF writes it
+CENT = Decimal("0.01")
 
-    @extend_schema_field(MoneySerializer)
-    def get_estimated_fare(self, ride: Ride) -> dict:
-        return {"amount": ride.estimated_fare, "currency": ride.currency}
 
-    @extend_schema_field(JobSummarySerializer(many=True))
-    def get_jobs(self, ride: Ride) -> list[dict]:
-        return JobSummarySerializer(job_list_of(subject=f"ride:{ride.pk}"), many=True).data
+def ride_body(ride: Ride, jobs: list[dict] | None = None) -> dict:
+    """The ride's answer (`RideSerializer`), read from the ride and its rider and driver as
+    loaded; its jobs are read here unless given."""
+    if jobs is None:
+        jobs = job_summaries_of(subjects=[f"ride:{ride.pk}"])[f"ride:{ride.pk}"]
+    driver = ride.driver
+    fare = ride.fare_amount
+    return {
+        "id": ride.pk,
+        "status": ride.status,
+        "rider": {"id": ride.rider_id, "name": ride.rider.name},
+        "driver": None if driver is None else {"id": driver.pk, "name": driver.name},
+        "pickup": {"lat": ride.pickup_lat, "lng": ride.pickup_lng},
+        "dropoff": {"lat": ride.dropoff_lat, "lng": ride.dropoff_lng},
+        "requested_at": _when(ride.requested_at),
+        "accepted_at": ride.accepted_at and _when(ride.accepted_at),
+        "started_at": ride.started_at and _when(ride.started_at),
+        "completed_at": ride.completed_at and _when(ride.completed_at),
+        "cancelled_at": ride.cancelled_at and _when(ride.cancelled_at),
+        "distance_km": None if ride.distance_km is None else f"{ride.distance_km.quantize(CENT):f}",
+        "duration_min": ride.duration_min,
+        "estimated_fare": {"amount": ride.estimated_fare, "currency": ride.currency},
+        "fare": None if fare is None else {"amount": fare, "currency": ride.currency},
+        "payment_status": ride.payment_status,
+        "receipt_status": ride.receipt_status,
+        "jobs": jobs,
+    }
+
+
+def ride_bodies(rides: list[Ride]) -> list[dict]:
+    """`ride_body` of each ride, with all their jobs read in one query."""
+    jobs = job_summaries_of(subjects=[f"ride:{ride.pk}" for ride in rides])
+    return [ride_body(ride, jobs[f"ride:{ride.pk}"]) for ride in rides]

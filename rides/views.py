@@ -22,6 +22,8 @@ from rides.serializers import (
     RideSerializer,
     TokenInput,
     TokenSerializer,
+    ride_bodies,
+    ride_body,
 )
 
 
@@ -65,8 +67,15 @@ class AuthTokenView(APIView):
         return Response({"token": token})
 
 
-class RideListCreateView(ListAPIView):
+# A page of rides, their bodies built with all their jobs read in one query.
+class RideListView(ListAPIView):
     serializer_class = RideSerializer
+
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return self.get_paginated_response(ride_bodies(self.paginate_queryset(self.get_queryset())))
+
+
+class RideListCreateView(RideListView):
     throttle_scope = "ride_create"
     api_errors = {"post": ["invalid_promo_code", "ride_in_progress"]}
 
@@ -90,7 +99,7 @@ class RideListCreateView(ListAPIView):
         serializer = RideRequestInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         ride = services.ride_request(rider=request.user.rider, **serializer.validated_data)
-        return Response(RideSerializer(ride).data, status=201)
+        return Response(ride_body(ride), status=201)
 
 
 class RideDetailView(APIView):
@@ -99,7 +108,7 @@ class RideDetailView(APIView):
     @extend_schema(responses=RideSerializer, examples=examples.DETAIL)
     def get(self, request: Request, ride_id: int) -> Response:
         ride = selectors.ride_get_for(user=request.user, ride_id=ride_id)
-        return Response(RideSerializer(ride).data)
+        return Response(ride_body(ride))
 
 
 class RideAcceptView(APIView):
@@ -109,7 +118,7 @@ class RideAcceptView(APIView):
     @extend_schema(request=None, responses=RideSerializer, examples=examples.ACCEPTED)
     def post(self, request: Request, ride_id: int) -> Response:
         ride = services.ride_accept(ride_id=ride_id, driver=request.user.driver)
-        return Response(RideSerializer(ride).data)
+        return Response(ride_body(ride))
 
 
 class RideStartView(APIView):
@@ -119,7 +128,7 @@ class RideStartView(APIView):
     @extend_schema(request=None, responses=RideSerializer, examples=examples.STARTED)
     def post(self, request: Request, ride_id: int) -> Response:
         ride = services.ride_start(ride_id=ride_id, driver=request.user.driver)
-        return Response(RideSerializer(ride).data)
+        return Response(ride_body(ride))
 
 
 class RideCompleteView(APIView):
@@ -133,7 +142,7 @@ class RideCompleteView(APIView):
         ride = services.ride_complete(
             ride_id=ride_id, driver=request.user.driver, **serializer.validated_data
         )
-        return Response(RideSerializer(ride).data)
+        return Response(ride_body(ride))
 
 
 class RideCancelView(APIView):
@@ -146,7 +155,7 @@ class RideCancelView(APIView):
         serializer.is_valid(raise_exception=True)
         selectors.ride_get_for(user=request.user, ride_id=ride_id)
         ride = services.ride_cancel(ride_id=ride_id, user=request.user, **serializer.validated_data)
-        return Response(RideSerializer(ride).data)
+        return Response(ride_body(ride))
 
 
 class DriverAvailabilityView(APIView):
@@ -173,9 +182,8 @@ class DriverLocationView(APIView):
         return Response(status=202)
 
 
-class DriverOffersView(ListAPIView):
+class DriverOffersView(RideListView):
     permission_classes = [IsAuthenticated, IsDriver]
-    serializer_class = RideSerializer
 
     def get_queryset(self):
         return selectors.offer_list_for(driver=self.request.user.driver)

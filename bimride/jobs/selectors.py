@@ -36,8 +36,13 @@ def job_get_for(*, user: AbstractBaseUser, job_id: int) -> Job:
     raise NotFound("No such job.")
 
 
-def job_list_of(*, subject: str) -> list[Job]:
-    return list(Job.objects.filter(subject=subject).only("id", "name", "state").order_by("id"))
+def job_summaries_of(*, subjects: list[str]) -> dict[str, list[dict]]:
+    """Each subject's jobs, oldest first, as `{id, name, state}`: one query for all of them."""
+    summaries = {subject: [] for subject in subjects}
+    rows = Job.objects.filter(subject__in=subjects).order_by("id")
+    for subject, pk, name, state in rows.values_list("subject", "id", "name", "state"):
+        summaries[subject].append({"id": pk, "name": name, "state": state})
+    return summaries
 
 
 def queue_stats() -> list[dict]:

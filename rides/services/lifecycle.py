@@ -33,25 +33,22 @@ User = get_user_model()
 
 
 # --- rides --------------------------------------------------------------------------------------
-def _move(ride: Ride, new: str, actor: User | None, note: str = "") -> None:
-    """Record the transition of a locked ride to `new` (its fields already set by the caller)."""
+def _move(ride: Ride, new: str, actor: User | None, fields: list[str], note: str = "") -> None:
+    """Record the transition of a locked ride to `new`, saving the status and the `fields` the
+    caller set."""
     old = ride.status
     ride.status = new
-    ride.save()
+    ride.save(update_fields=["status", *fields])
     RideEvent.objects.create(ride=ride, actor=actor, old=old, new=new, note=note)
 
 
 def _locked(ride_id: int) -> Ride:
     """The ride, locked, with its rider and driver (which the answer shows) read alongside."""
-    ride = (
-        Ride.objects.select_for_update(of=("self",))
-        .select_related("rider", "driver")
-        .filter(pk=ride_id)
-        .first()
-    )
-    if ride is None:
-        raise NotFound("No such ride.")
-    return ride
+    rides = Ride.objects.select_for_update(of=("self",)).select_related("rider", "driver")
+    try:
+        return rides.get(pk=ride_id)  # get(): no ORDER BY to build
+    except Ride.DoesNotExist:
+        raise NotFound("No such ride.") from None
 
 
 @transaction.atomic
@@ -100,7 +97,7 @@ def ride_accept(*, ride_id: int, driver: Driver) -> Ride:
     if driver.rides.filter(status__in=[Ride.Status.ACCEPTED, Ride.Status.IN_PROGRESS]).exists():
         raise Conflict("Finish your current ride first.", code="driver_busy")
     ride.driver, ride.accepted_at = driver, timezone.now()
-    _move(ride, Ride.Status.ACCEPTED, user)
+    _move(ride, Ride.Status.ACCEPTED, user, ["driver", "accepted_at"])
     return ride
 
 
@@ -128,7 +125,7 @@ def ride_start(*, ride_id: int, driver: Driver) -> Ride:
     if ride.status != Ride.Status.ACCEPTED:
         raise InvalidTransition(ride.status, Ride.Status.IN_PROGRESS)
     ride.started_at = timezone.now()
-    _move(ride, Ride.Status.IN_PROGRESS, driver.user)
+    _move(ride, Ride.Status.IN_PROGRESS, driver.user, ["started_at"])
     return ride
 
 
@@ -142,7 +139,11 @@ def ride_complete(*, ride_id: int, driver: Driver, distance_km: Decimal, duratio
     ride.distance_km, ride.duration_min = distance_km, duration_min
     ride.fare_amount = pricing.fare_for(distance=distance_km, minutes=duration_min)
     ride_completing.send(sender=Ride, ride=ride)
-    _move(ride, Ride.Status.COMPLETED, driver.user)
+    completed = ["completed_at", "distance_km", "duration_min", "fare_amount"]
+    # with the columns that follow other apps, which `ride_completing` receivers may set
+    _move(
+        ride, Ride.Status.COMPLETED, driver.user, [*completed, "receipt_status", "payment_status"]
+    )
     publish("ride.completed", ride_id=ride.pk)
     return ride
 
@@ -152,7 +153,7 @@ def _cancel(ride: Ride, actor: User | None, cancelled_by: str, reason: str) -> R
         raise InvalidTransition(ride.status, Ride.Status.CANCELLED)
     accepted_at = ride.accepted_at
     ride.cancelled_at, ride.cancel_reason = timezone.now(), reason
-    _move(ride, Ride.Status.CANCELLED, actor, note=reason)
+    _move(ride, Ride.Status.CANCELLED, actor, ["cancelled_at", "cancel_reason"], note=reason)
     publish(
         "ride.cancelled",
         ride_id=ride.pk,
