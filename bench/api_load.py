@@ -7,8 +7,9 @@ Requests go out on a fixed schedule, one every 1/rate seconds, whatever the serv
 loop): slot `s` is sent at `t0 + s / rate` and its latency is measured from that scheduled time,
 not from when it actually left, so a stalled server is charged for the queue it causes
 (no coordinated omission). Every 8 consecutive slots carry one step of 8 different rides; each
-ride is create, accept, start and complete, with 4 location pings of its driver in between
-(half of all requests are pings), spread over about 2 s whatever the rate.
+ride is create, accept, start and complete, with the rider reading the ride once it is accepted
+(`GET /api/rides/{id}`) and 3 location pings of its driver in between, spread over about 2 s
+whatever the rate.
 A ride's step waits for the previous one to answer (it needs the ride's id); that wait counts
 in its latency, and a step whose previous one failed is not sent but counted as `skipped`.
 Slots that would belong to rides started before t0 carry pings, so the rate is constant from
@@ -33,13 +34,13 @@ STEPS = [
     ("create", 0.0),
     ("ping", 0.24),
     ("accept", 0.48),
-    ("ping", 0.72),
+    ("read", 0.72),
     ("start", 1.0),
     ("ping", 1.48),
     ("ping", 1.72),
     ("complete", 2.0),
 ]
-EXPECTED = {"create": 201, "accept": 200, "start": 200, "complete": 200, "ping": 202}
+EXPECTED = {"create": 201, "accept": 200, "read": 200, "start": 200, "complete": 200, "ping": 202}
 
 
 FLOW = ["create", "accept", "start", "complete"]
@@ -79,14 +80,17 @@ class Load:
         if sample in self.errors or len(self.errors) < 50:
             self.errors[sample] = self.errors.get(sample, 0) + 1
 
-    async def request(self, kind: str, token: str, path: str, body: dict | None, sched: float):
+    async def request(
+        self, kind: str, token: str, path: str, body: dict | None, sched: float, method="POST"
+    ):
         headers = {"Authorization": f"Token {token}"}
         if kind == "create":
             headers["Idempotency-Key"] = str(uuid.uuid4())
         sent = time.perf_counter()
         status, data = 0, None
         try:
-            async with self.session.post(self.base + path, json=body, headers=headers) as resp:
+            call = self.session.request(method, self.base + path, json=body, headers=headers)
+            async with call as resp:
                 status = resp.status
                 raw = await resp.read()
                 if kind == "create" and status == 201:
@@ -122,6 +126,13 @@ class Load:
             ride.answered["create"].set_result(data["id"] if status == 201 and data else None)
             return
         ride = self.rides[index]
+        if kind == "read":  # the rider looks at the ride its driver accepted
+            ride_id = await ride.answered["accept"]
+            if ride_id is None:
+                self.skipped[kind] = self.skipped.get(kind, 0) + 1
+            else:
+                await self.request(kind, rider, f"/api/rides/{ride_id}", None, sched, "GET")
+            return
         ride_id = await ride.answered[FLOW[FLOW.index(kind) - 1]]
         if ride_id is None:
             self.skipped[kind] = self.skipped.get(kind, 0) + 1

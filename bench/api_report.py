@@ -1,5 +1,5 @@
-"""Figures of `bench.api`: percentiles per endpoint, medians over runs, the tables, the
-markdown summary and the latency-over-time plot."""
+"""Figures of `bench.api`: percentiles per endpoint, medians over runs, the A/B comparison (its
+capacity search, targets and tables), the markdown summaries and the plots."""
 
 import statistics
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 from bench.api_load import EXPECTED
 from bench.api_setup import SLOW_PROVIDER_SECONDS
 
-KINDS = ("create", "accept", "start", "complete", "ping")
+KINDS = ("create", "accept", "read", "start", "complete", "ping")
 TARGET_P95_COMPLETE_MS = 15.0
 
 
@@ -76,6 +76,11 @@ def per_second(records: list[list]) -> dict:
     }
 
 
+def problems(run: dict) -> int:
+    """Requests that did not get their expected answer, steps not sent, answers never seen."""
+    return run["endpoints"]["all"]["errors"] + sum(run["skipped"].values()) + run["unfinished"]
+
+
 def median_of(runs: list[dict]) -> dict:
     """Per endpoint, the median over runs of each figure."""
     endpoints = {}
@@ -94,6 +99,12 @@ def median_of(runs: list[dict]) -> dict:
         "answered_rate": statistics.median(r["answered_rate"] for r in runs),
         "ok_rate": statistics.median(r["ok_rate"] for r in runs),
         "max_client_lag_ms": max(r["max_client_lag_ms"] for r in runs),
+        "problems": statistics.median(problems(r) for r in runs),
+        "cpu_ms_per_request": {
+            name: statistics.median(r["cpu_ms_per_request"][name] for r in runs)
+            for name in runs[0]["cpu_ms_per_request"]
+        },
+        "load_average": max(max(r["load_average"]) for r in runs),
     }
 
 
@@ -172,7 +183,7 @@ def markdown(document: dict) -> str:
     m = after["median"]["endpoints"]["complete"]
     verdict = "meets" if (m["p95_ms"] or 1e9) < TARGET_P95_COMPLETE_MS else "misses"
     lines = [
-        "# API latency under load (`make bench-api`)",
+        "# The receipt inside the request or as a job (`make bench-api BENCH_ARGS=--receipt`)",
         "",
         f"Ride flow at a constant {after['runs'][0]['rate']:g} requests/s (open loop, latency from "
         "the scheduled send time) for "
@@ -244,5 +255,5 @@ def markdown(document: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in run["cpu_ms_per_request"].items())
         + ".",
     ]
-    lines += ["", "![latency over time](api_latency.png)", ""]
+    lines += ["", "![latency over time](api_receipt_latency.png)", ""]
     return "\n".join(lines)

@@ -1,32 +1,104 @@
-"""Setup of `bench.api`: its database and seed data, its processes (web, workers, stand-ins),
-the CPU they use, and py-spy profiles of the web workers."""
+"""Setup of `bench.api`: the releases compared (a temporary git worktree for the baseline),
+their databases and seed data, their processes (web, workers, stand-ins), the CPU each uses,
+and py-spy profiles of the web workers."""
 
 import contextlib
+import json
 import os
+import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import requests
 from psycopg import sql
 
-from bench.jobs import admin_url
+from bench.jobs import admin_url, with_database
 from bench.procs import ROOT, Service
 from devtools.postmark_standin import PostmarkStandin
-from devtools.supervisor import free_port, wait_http
+from devtools.supervisor import free_port, stop_all, wait_http
 
 BENCH_DB = "bimride_bench_api"
 LOCK_KEY = 0x62656E6361  # pg_advisory_lock: one API benchmark at a time per server
 QUEUES = ("critical", "default", "bulk")
 QUEUE_SERVICES = {f"api-{queue}" for queue in QUEUES}
-RIDERS = DRIVERS = 300  # each reused every 300 rides (12 s at 200 requests/s; a ride takes 2 s)
+STANDIN_SERVICES = {"api-stripe", "api-postmark"}
 SLOW_PROVIDER_SECONDS = 2.0  # the email (Postmark) stand-in's answer time in the "before" phase
+BASELINE_DIR = ROOT / ".data" / "bench-baseline"
 
 
 def log(message: str) -> None:
     print(f"bench-api: {message}", flush=True)
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, check=True, capture_output=True, text=True, timeout=120
+    ).stdout.strip()
+
+
+@dataclass
+class Arm:
+    """A release measured: its code (`root`: the web's and workers' working directory and
+    PYTHONPATH) and its template database (migrated and seeded by that code)."""
+
+    name: str  # "A" (the baseline) or "B" (this tree)
+    label: str
+    root: Path
+    tokens: dict | None = None
+
+    @property
+    def template(self) -> str:
+        return f"{BENCH_DB}_tpl_{self.name.lower()}"
+
+
+def current_arm() -> Arm:
+    dirty = " + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return Arm("B", f"{git('rev-parse', '--short', 'HEAD')}{dirty} (this tree)", ROOT)
+
+
+@contextlib.contextmanager
+def baseline_worktree(ref: str):
+    """The release `ref` checked out in a temporary worktree (.data/bench-baseline), removed on
+    the way out; the project's interpreter and packages run it (same requirements)."""
+    remove_worktree()
+    commit = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    git("worktree", "add", "--detach", str(BASELINE_DIR), commit)
+    try:
+        yield Arm("A", f"{ref} ({commit[:7]}, baseline)", BASELINE_DIR)
+    finally:
+        remove_worktree()
+
+
+def remove_worktree() -> None:
+    if BASELINE_DIR.exists():
+        with contextlib.suppress(subprocess.CalledProcessError):
+            git("worktree", "remove", "--force", str(BASELINE_DIR))
+    git("worktree", "prune")
+    if BASELINE_DIR.exists():
+        raise RuntimeError(f"could not remove the worktree {BASELINE_DIR}; remove it by hand")
+
+
+def arm_env(arm: Arm) -> dict[str, str]:
+    return {"PYTHONPATH": str(arm.root), "DJANGO_SETTINGS_MODULE": "bimride.settings"}
+
+
+def check_code(arm: Arm) -> None:
+    """Fail unless the arm's processes import the product from the arm's tree."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import bimride, rides; print(bimride.__file__, rides.__file__)"],
+        cwd=arm.root,
+        env={**os.environ, **arm_env(arm)},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    if not all(Path(f).resolve().is_relative_to(arm.root.resolve()) for f in found):
+        raise RuntimeError(f"{arm.name} imports the product from {found}, not from {arm.root}")
 
 
 # --- the database -------------------------------------------------------------------------------
@@ -34,103 +106,67 @@ def lock_server(base_url: str) -> psycopg.Connection:
     admin = psycopg.connect(admin_url(base_url), autocommit=True)
     if not admin.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]:
         raise SystemExit("bench-api: another API benchmark holds the lock on this server")
-    if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
-        log(f"creating database {BENCH_DB}")
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
     return admin
 
 
-def reset_database(url: str) -> None:
-    """Empty every table (a run leaves rides under way), then migrate (schedules, content types)."""
+def recreate(admin: psycopg.Connection, name: str, template: str | None = None) -> None:
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    admin.execute(create)
+
+
+def prepare_template(admin: psycopg.Connection, base_url: str, arm: Arm) -> None:
+    """The arm's template database: created empty, migrated and seeded by the arm's own code."""
+    log(f"{arm.name}: migrating and seeding {arm.template} with {arm.root}")
+    recreate(admin, arm.template)
+    env = {**os.environ, **arm_env(arm), "DATABASE_URL": with_database(base_url, arm.template)}
+    run = {"cwd": arm.root, "env": env, "check": True, "timeout": 300}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], **run)
+    seeded = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "api_seed.py")], **run, capture_output=True
+    )
+    arm.tokens = json.loads(seeded.stdout)
+
+
+def fresh_database(admin: psycopg.Connection, arm: Arm) -> None:
+    """`bimride_bench_api` anew, a copy of the arm's migrated and seeded template."""
+    recreate(admin, BENCH_DB, arm.template)
+
+
+def drop_databases(admin: psycopg.Connection, arms: list[Arm]) -> None:
+    for name in [BENCH_DB, *(arm.template for arm in arms)]:
+        with contextlib.suppress(psycopg.Error):
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _count(url: str, query: str) -> dict[str, int]:
     with psycopg.connect(url, autocommit=True) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                " AND tablename <> 'django_migrations'"
-            )
-        ]
-        if tables:
-            names = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
-            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(names))
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "bimride.settings"},
-        check=True,
-        timeout=300,
-    )
+        return dict(conn.execute(query).fetchall())
 
 
-def seed() -> tuple[list[str], list[str]]:
-    """Riders and available drivers near the pickup, with API tokens; return both token lists."""
-    from django.contrib.auth import get_user_model
-    from django.db import connections, transaction
-    from rest_framework.authtoken.models import Token
-
-    from rides.models import Driver, Rider
-
-    User = get_user_model()
-    with transaction.atomic():
-        users = {}
-        for role, count in (("rider", RIDERS), ("driver", DRIVERS)):
-            users[role] = User.objects.bulk_create(
-                User(username=f"{role}{n}@bench.example", email=f"{role}{n}@bench.example")
-                for n in range(count)
-            )
-        Rider.objects.bulk_create(Rider(user=u, name=u.username) for u in users["rider"])
-        Driver.objects.bulk_create(
-            Driver(
-                user=u,
-                name=u.username,
-                available=True,
-                lat=52.52 + (n % 20 - 10) * 0.001,
-                lng=13.405 + (n // 20 - 7) * 0.001,
-            )
-            for n, u in enumerate(users["driver"])
-        )
-        tokens = {}
-        for role in ("rider", "driver"):
-            made = Token.objects.bulk_create(
-                Token(user=u, key=Token.generate_key()) for u in users[role]
-            )
-            tokens[role] = [t.key for t in made]
-    connections.close_all()
-    return tokens["rider"], tokens["driver"]
-
-
-def job_backlog() -> dict[str, int]:
+def job_backlog(url: str) -> dict[str, int]:
     """Jobs due and not finished, per queue (deferred ones, such as ride expiry, excluded)."""
-    from django.db import connections
-    from django.db.models import Count
-    from django.utils import timezone
-
-    from bimride.jobs.models import Job
-
-    rows = (
-        Job.objects.filter(state__in=["queued", "retrying", "running"], run_at__lte=timezone.now())
-        .values("queue")
-        .annotate(n=Count("id"))
+    return _count(
+        url,
+        "SELECT queue, count(*) FROM jobs_job WHERE state IN ('queued', 'retrying', 'running')"
+        " AND run_at <= now() GROUP BY queue",
     )
-    backlog = {row["queue"]: row["n"] for row in rows}
-    connections.close_all()
-    return backlog
 
 
-def job_totals() -> dict[str, int]:
-    from django.db import connections
-    from django.db.models import Count
-
-    from bimride.jobs.models import Job
-
-    totals = {r["state"]: r["n"] for r in Job.objects.values("state").annotate(n=Count("id"))}
-    connections.close_all()
-    return totals
+def job_totals(url: str) -> dict[str, int]:
+    return _count(url, "SELECT state, count(*) FROM jobs_job GROUP BY state")
 
 
 # --- the processes ------------------------------------------------------------------------------
-def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service], str]:
-    """Stand-ins, workers and web for `phase`; return them and the web's base URL."""
+def start_services(
+    arm: Arm, url: str, args, tmp: Path, settings: str = "bimride.settings", slow: bool = False
+) -> tuple[list[Service], str]:
+    """Stand-ins (this tree's), then the arm's workers and web; return them and the web's base
+    URL. `slow`: the email stand-in answers in SLOW_PROVIDER_SECONDS."""
     stripe_port, email_port, web_port = free_port(), free_port(), free_port()
     env = {
         "DATABASE_URL": url,
@@ -141,9 +177,10 @@ def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service]
         "THROTTLE_USER": "1000000/min",
         "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
         **PostmarkStandin.settings_at(email_port),  # the default provider's stand-in
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp / f"metrics-{phase}"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
         "PYTHONUNBUFFERED": "1",
     }
+    product = {**env, **arm_env(arm), **dict(kv.split("=", 1) for kv in args.env)}
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
     py = sys.executable
     services = []
@@ -154,18 +191,20 @@ def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service]
         services.append(Service("api-postmark", email, env))
         for queue in QUEUES:
             command = [py, "manage.py", "qcluster"]
-            services.append(Service(f"api-{queue}", command, {**env, "Q_CLUSTER_NAME": queue}))
+            queue_env = {**product, "Q_CLUSTER_NAME": queue}
+            services.append(Service(f"api-{queue}", command, queue_env, cwd=arm.root))
         web = [py, "-m", "gunicorn", "bimride.wsgi", "-b", f"127.0.0.1:{web_port}"]
         web += ["-w", str(args.web_workers), "-k", args.worker_class, "--backlog", "2048"]
         web += ["--timeout", "60"] + (["--threads", str(args.threads)] if args.threads else [])
-        settings_module = "bench.settings_before" if phase == "before" else "bimride.settings"
-        services.append(Service("api-web", web, {**env, "DJANGO_SETTINGS_MODULE": settings_module}))
+        web += shlex.split(args.web_args)
+        web_env = {**product, "DJANGO_SETTINGS_MODULE": settings}
+        services.append(Service("api-web", web, web_env, cwd=arm.root))
         base = f"http://127.0.0.1:{web_port}"
-        wait_http(f"{base}/healthz", 60)
+        wait_http(f"{base}/healthz", 60, process=services[-1])
         wait_http(f"http://127.0.0.1:{email_port}/_standin/messages", 30)
-        mode = {"mode": "slow", "delay": SLOW_PROVIDER_SECONDS} if phase == "before" else {}
-        if mode:
+        if slow:
             email_mode = f"http://127.0.0.1:{email_port}/_standin/mode"
+            mode = {"mode": "slow", "delay": SLOW_PROVIDER_SECONDS}
             requests.post(email_mode, json=mode, timeout=5).raise_for_status()
         time.sleep(2)  # the qclusters connect and LISTEN
         dead = [s.name for s in services if not s.alive()]
@@ -177,10 +216,28 @@ def start_services(phase: str, url: str, args, tmp: Path) -> tuple[list[Service]
     return services, base
 
 
+def wait_quiet(base: str, url: str, limit: float) -> float:
+    """Wait (at most `limit` s) until no job is due and the web answers at once (its queue of
+    requests the load left behind is gone); return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        with contextlib.suppress(requests.RequestException):
+            if not sum(job_backlog(url).values()):
+                sent = time.monotonic()
+                requests.get(f"{base}/healthz", timeout=5)
+                if time.monotonic() - sent < 0.05:
+                    break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 def stop_services(services: list[Service]) -> None:
-    for service in reversed(services):
+    """Stop them all within one grace period (web first), then unlist them."""
+    with contextlib.suppress(Exception):
+        stop_all(list(reversed(services)))
+    for service in services:
         with contextlib.suppress(Exception):
-            service.stop()
+            service.stop(grace=0)  # stopped already: only takes it off the pid file
 
 
 def web_worker_pids(web: Service) -> list[int]:
@@ -209,7 +266,8 @@ def database_pids(url: str) -> list[int]:
 
 
 class CpuMeter:
-    """CPU seconds of web, workers and PostgreSQL backends (the load generator counts its own)."""
+    """CPU seconds of web, workers, PostgreSQL backends and the stand-ins (the load generator
+    counts its own)."""
 
     def __init__(self, services: list[Service], url: str):
         self.services, self.url = services, url
@@ -220,12 +278,13 @@ class CpuMeter:
             "web": [p for s in self.services if s.name == "api-web" for p in s.pids()],
             "workers": [p for s in self.services if s.name in QUEUE_SERVICES for p in s.pids()],
             "postgres": database_pids(self.url),
+            "stand-ins": [p for s in self.services if s.name in STANDIN_SERVICES for p in s.pids()],
         }
         return {name: {pid: cpu_seconds([pid]) for pid in pids} for name, pids in groups.items()}
 
     def used(self, first: dict, last: dict) -> dict[str, float]:
         return {
-            name: round(sum(v - first[name].get(pid, 0.0) for pid, v in last[name].items()), 1)
+            name: round(sum(v - first[name].get(pid, 0.0) for pid, v in last[name].items()), 2)
             for name in last
         }
 

@@ -12,7 +12,13 @@ from pathlib import Path
 from devtools.supervisor import ROOT, Process
 
 LOG_DIR = ROOT / ".data"
-OURS = ("qcluster", "celery")  # what may appear in the command line of a listed process
+OURS = (
+    "qcluster",
+    "celery",
+    "gunicorn",
+    "standin",
+    "bench.api_load",
+)  # what may appear in the command line of a listed process
 
 
 _logged: set[str] = set()
@@ -40,10 +46,11 @@ class Service(Process):
     """One command (a qcluster or a Celery worker) in its own process group, listed in the
     pid file until it is stopped; its log is .data/bench-<name>.log."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str]):
+    def __init__(self, name: str, command: list[str], env: dict[str, str], cwd: Path = ROOT):
         mode = "ab" if name in _logged else "wb"  # each run of the benchmark starts them anew
         _logged.add(name)
-        super().__init__(name, command, env, log=LOG_DIR / f"bench-{name}.log", log_mode=mode)
+        log = LOG_DIR / f"bench-{name}.log"
+        super().__init__(name, command, env, log=log, log_mode=mode, cwd=cwd)
         _write([*_listed(), self.pid])
 
     def stop(self, grace: float | None = None) -> bool:
