@@ -245,48 +245,57 @@ def web_worker_pids(web: Service) -> list[int]:
     return [pid for pid in web.pids() if pid != web.process.pid]
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time used so far by `pids` (those still alive)."""
-    ticks = 0
-    for pid in pids:
+def stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command's name (state, ppid, …)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by `pid` and by its children it has reaped (0 when it
+    is gone): a short-lived child (a PostgreSQL backend of a connection closed meanwhile, a
+    recycled worker) is counted in its parent once it exits."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        return sum(int(f) for f in stat(pid)[11:15]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def server_pids(url: str) -> list[int]:
+    """PostgreSQL's processes (the postmaster and all its children: backends of every
+    connection, however short, I/O workers, WAL writer, checkpointer, autovacuum); [] when the
+    server is not on this machine."""
+    with psycopg.connect(admin_url(url), autocommit=True) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def database_pids(url: str) -> list[int]:
-    """The server processes of the benchmark's database (asked of the server itself)."""
-    with psycopg.connect(admin_url(url, BENCH_DB), autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [BENCH_DB],
-        ).fetchall()
-    return [row[0] for row in rows]
+            postmaster = int(stat(backend)[1])
+            children = []
+            for entry in os.scandir("/proc"):
+                if entry.name.isdigit():
+                    with contextlib.suppress(OSError, IndexError, ValueError):
+                        if int(stat(int(entry.name))[1]) == postmaster:
+                            children.append(int(entry.name))
+            return [postmaster, *children]
+    return []
 
 
 class CpuMeter:
-    """CPU seconds of web, workers, PostgreSQL backends and the stand-ins (the load generator
-    counts its own)."""
+    """CPU seconds of web, workers, PostgreSQL and the stand-ins (the load generator counts its
+    own): each group's total is its live processes' own and reaped children's time, so the
+    difference of two samples counts processes that started or ended in between too."""
 
     def __init__(self, services: list[Service], url: str):
         self.services, self.url = services, url
-        self.groups = {}
 
-    def sample(self) -> dict[str, dict[int, float]]:
+    def sample(self) -> dict[str, float]:
         groups = {
             "web": [p for s in self.services if s.name == "api-web" for p in s.pids()],
             "workers": [p for s in self.services if s.name in QUEUE_SERVICES for p in s.pids()],
-            "postgres": database_pids(self.url),
+            "postgres": server_pids(self.url),
             "stand-ins": [p for s in self.services if s.name in STANDIN_SERVICES for p in s.pids()],
         }
-        return {name: {pid: cpu_seconds([pid]) for pid in pids} for name, pids in groups.items()}
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
 
     def used(self, first: dict, last: dict) -> dict[str, float]:
-        return {
-            name: round(sum(v - first[name].get(pid, 0.0) for pid, v in last[name].items()), 2)
-            for name in last
-        }
+        return {name: round(last[name] - first[name], 2) for name in last}
 
 
 def start_profilers(web: Service, seconds: int, tmp: Path) -> list[subprocess.Popen]:
