@@ -43,6 +43,9 @@ bench-growth: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.growth $(BENCH_ARGS)
 
+# This release against a baseline (BENCH_ARGS="--baseline REF", default 3d48880), alternating
+# runs: latency per endpoint and rate, CPU per request per process, capacity. About 20 minutes;
+# BENCH_ARGS=--quick: about 5. Run one benchmark at a time: flock /tmp/bimride-bench.lock make …
 bench-api: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.api $(BENCH_ARGS)

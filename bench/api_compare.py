@@ -246,8 +246,11 @@ def markdown_ab(document: dict) -> str:
         "",
         targets_table(document),
         "",
-        f"## CPU per request at {c['cpu_rate']:g} requests/s (ms, all processes' user + system "
-        "CPU over the load and the draining of its jobs, per request sent)",
+        f"## CPU per request at {c['cpu_rate']:g} requests/s",
+        "",
+        "Milliseconds of user + system CPU per request sent, over the load and the draining of "
+        "the jobs it causes, exited processes included; postgres is the whole server (every "
+        "backend, its I/O and background processes). The product is web + workers + postgres.",
         "",
         cpu_table(document),
         "",
