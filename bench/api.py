@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -317,6 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     base_url = os.environ.get("DATABASE_URL")
     if not base_url:
         raise SystemExit("bench-api: set DATABASE_URL (make bench-api does)")
+    # Stopped from outside (a CI timeout, kill): unwind, so that every process, the databases
+    # and the baseline's worktree are cleaned up on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     admin = lock_server(base_url)
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     os.environ["BENCH_PIDFILE"] = str(tmp / "pids")
