@@ -185,12 +185,14 @@ def latency_table(document: dict) -> str:
 
 
 def capacity_table(document: dict) -> str:
+    c = document["config"]
     lines = [
         "| rate /s | A `complete` p95 | A ok /s | A errors | A | B `complete` p95 "
         "| B ok /s | B errors | B |",
         "|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
-    rates = sorted({r for m in document["medians"].values() for r in m})
+    steps = set(capacity_steps(c["capacity_step"], c["max_rate"]))
+    rates = sorted({r for m in document["medians"].values() for r in m} & steps)
     for rate in rates:
         cells = [f"{rate:g}"]
         for arm in ("A", "B"):
