@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("bench-api: set DATABASE_URL (make bench-api does)")
     # Stopped from outside (a CI timeout, kill): unwind, so that every process, the databases
     # and the baseline's worktree are cleaned up on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, terminated)
     admin = lock_server(base_url)
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     os.environ["BENCH_PIDFILE"] = str(tmp / "pids")
@@ -357,6 +357,11 @@ def main(argv: list[str] | None = None) -> None:
         ab.plot_ab(document, RESULTS / "api_latency.png")
         print(text, flush=True)
     log(f"wrote {RESULTS / name}.md and .json; {document['elapsed_seconds'] / 60:.1f} minutes")
+
+
+def terminated(*_) -> None:
+    log("terminated: stopping the processes, dropping the databases, removing the worktree")
+    sys.exit(143)
 
 
 def server_version(url: str) -> str:
