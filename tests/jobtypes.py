@@ -62,6 +62,12 @@ for queue in ("critical", "default", "bulk"):
         return {"n": payload["n"], "attempt": ctx.attempt}
 
 
+@job("tests.noop", timeout=10)
+def noop(payload: dict, ctx: JobContext) -> dict:
+    """Do nothing: what a job run costs beyond its handler's own work."""
+    return {}
+
+
 @job("tests.declined", payload=EffectPayload, timeout=10)
 def declined(payload: dict, ctx: JobContext) -> dict:
     raise PermanentError("Your card was declined.", code="card_declined")

@@ -40,29 +40,36 @@ def is_job_row(payload: str) -> bool:
     return payload.startswith("{")
 
 
-def job_task(payload: str) -> dict:
+def job_task(payload: str, row_id: int | None = None) -> dict:
     """The django-q2 task a job's broker row stands for, but for its id and start time, which a
-    pusher sets when it takes the row. Raises ValueError, KeyError or TypeError on a bad row."""
+    pusher sets when it takes the row; taken as row `row_id`, the worker's claim deletes that
+    row. Raises ValueError, KeyError or TypeError on a bad row."""
     job = json.loads(payload)
     job_id = job["job"]
     return {
         "name": f"{job['name']}#{job_id}",
         "func": RUN_JOB,
         "args": (job_id,),
-        "kwargs": {},
+        "kwargs": {} if row_id is None else {"broker_row": row_id},
         # django-q2's own limit for the whole attempt: the job's time limit plus the time the
         # runner may wait for the database before the claim and after the handler.
         "timeout": job["timeout"] + 2 * settings.JOB_DB_OUTAGE_PATIENCE,
     }
 
 
-def task_payload(payload: str) -> str:
-    """The django-q2 task package of a broker row. A job's row holds only the job; the package
-    is made when a pusher takes it. Other rows hold a package already."""
+# The acknowledgement id of a job's broker row: the worker's claim deletes the row, in the same
+# statement, so the monitor's acknowledgement has nothing left to do.
+CLAIMED = "claimed:"
+
+
+def taken(row_id: int, payload: str) -> tuple[int | str, str]:
+    """What a pusher hands django-q2 for a broker row it took: the acknowledgement id and the
+    task package. A job's row holds only the job; its package is made now, naming the row for
+    the claim to delete. Other rows hold a package already, acknowledged by their id."""
     if not is_job_row(payload):
-        return payload
-    task = {"id": uuid.uuid4().hex, **job_task(payload), "started": timezone.now()}
-    return SignedPackage.dumps(task)
+        return row_id, payload
+    task = {"id": uuid.uuid4().hex, **job_task(payload, row_id), "started": timezone.now()}
+    return f"{CLAIMED}{row_id}", SignedPackage.dumps(task)
 
 
 def job_of(payload: str) -> int | None:
@@ -159,7 +166,7 @@ class PostgresBroker(ORM):
         try:
             with connection.cursor() as cursor:
                 cursor.execute(_DEQUEUE, [self.list_key, Conf.BULK, Conf.RETRY])
-                tasks = [(row_id, task_payload(payload)) for row_id, payload in cursor.fetchall()]
+                tasks = [taken(row_id, payload) for row_id, payload in cursor.fetchall()]
             if tasks:
                 return tasks
             self._wait()
@@ -209,6 +216,8 @@ class PostgresBroker(ORM):
             self._listener = None
 
     def delete(self, task_id) -> None:
+        if isinstance(task_id, str) and task_id.startswith(CLAIMED):
+            task_id = int(task_id.removeprefix(CLAIMED))
         while True:
             try:
                 with connection.cursor() as cursor:
@@ -218,7 +227,9 @@ class PostgresBroker(ORM):
                 _db_error("acknowledge")
 
     def acknowledge(self, task_id) -> None:
-        self.delete(task_id)
+        """Delete a finished task's broker row; a job's row is gone already (its claim)."""
+        if not (isinstance(task_id, str) and task_id.startswith(CLAIMED)):
+            self.delete(task_id)
 
     def fail(self, task_id) -> None:
         self.delete(task_id)

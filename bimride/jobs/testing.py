@@ -22,7 +22,7 @@ def perform_job(name: str, payload: dict | None = None, **ctx_overrides):
     """
     job_type = registry.get(name)
     job = enqueue(name, payload, idempotency_key=ctx_overrides.get("idempotency_key"))
-    job = runner._claim(job.pk)
+    job = runner._claim(job.pk, None)
     if job is None:
         raise RuntimeError(f"{name}: the job was not claimable (deferred, or a duplicate key)")
     if "attempt" in ctx_overrides:
