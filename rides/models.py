@@ -76,10 +76,20 @@ class Ride(models.Model):
     receipt_status = models.CharField(
         max_length=20, choices=ReceiptStatus.choices, default=ReceiptStatus.NONE
     )
+    # Completed and not yet counted in its day's totals (DailyRideStats): set by the completion,
+    # cleared by the fold that counts it.
+    analytics_pending = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["-requested_at", "-id"]
-        indexes = [models.Index(fields=["status", "requested_at"], name="ride_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "requested_at"], name="ride_status_idx"),
+            models.Index(
+                fields=["id"],
+                name="ride_analytics_pending_idx",
+                condition=Q(analytics_pending=True),
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(pickup_lat__gte=-90, pickup_lat__lte=90)
@@ -161,7 +171,7 @@ class HeatmapCell(models.Model):
 
 
 class DailyRideStats(models.Model):
-    """Completed rides per day, kept by the analytics job."""
+    """Completed rides per day, kept by the every-minute fold of completed rides."""
 
     day = models.DateField(unique=True)
     rides_completed = models.PositiveIntegerField(default=0)

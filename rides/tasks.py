@@ -1,4 +1,5 @@
-"""Ride jobs: matching and expiry on `critical`, heatmap, analytics and promo codes on `bulk`."""
+"""Ride jobs: matching and the expiry sweep on `critical`; the folds of location pings and of
+completed rides (heatmap, analytics), ranking and promo codes on `bulk`."""
 
 from datetime import timedelta
 
@@ -28,10 +29,25 @@ def match_ride(payload: dict, ctx: JobContext) -> dict:
     return {"offered_to": [offer.driver_id for offer in offers]}
 
 
+# Rides requested before the every-minute sweep each had this job, deferred by RIDE_EXPIRY; it
+# stays for those still queued (and their dead letters). New rides are the sweep's.
 @job("rides.expire_ride", queue="critical", payload=RidePayload, timeout=30, subject="ride")
 def expire_ride(payload: dict, ctx: JobContext) -> dict:
     """Cancel the ride if no driver accepted it in time (deferred by RIDE_EXPIRY)."""
     return {"expired": services.ride_expire(ride_id=payload["ride_id"]) is not None}
+
+
+EXPIRY_CHUNK = 200
+
+
+@job("rides.expire_rides", queue="critical", timeout=60, atomic=False)
+def expire_rides(payload: dict, ctx: JobContext) -> dict:
+    """Cancel every ride still requested RIDE_EXPIRY after its request, a chunk of rides per
+    transaction in id order: an interrupted sweep keeps what it did, and the next finishes."""
+    expired, after_id = 0, 0
+    while cancelled := services.ride_expire_due(after_id=after_id, chunk=EXPIRY_CHUNK):
+        expired, after_id = expired + len(cancelled), cancelled[-1]
+    return {"expired": expired}
 
 
 FOLD_CHUNK = 10_000
@@ -48,12 +64,27 @@ def fold_location_pings(payload: dict, ctx: JobContext) -> dict:
     return {"folded": total}
 
 
+ANALYTICS_CHUNK = 10_000
+
+
+@job("rides.fold_ride_analytics", queue="bulk", timeout=300, atomic=False)
+def fold_ride_analytics(payload: dict, ctx: JobContext) -> dict:
+    """Count the completed rides in their day's totals, a chunk per statement: each chunk
+    commits on its own, so an interrupted fold leaves the rest for the next one."""
+    total, folded = 0, ANALYTICS_CHUNK
+    while folded == ANALYTICS_CHUNK:
+        folded = services.ride_analytics_fold(chunk=ANALYTICS_CHUNK)
+        total += folded
+    return {"folded": total}
+
+
+# Rides completed before the every-minute fold each had this job (subscribed to
+# "ride.completed"); it stays for those still queued (and their dead letters).
 @job(
     "rides.record_ride_analytics",
     queue="bulk",
     payload=RidePayload,
     timeout=30,
-    on="ride.completed",
     subject="ride",
 )
 def record_ride_analytics(payload: dict, ctx: JobContext) -> dict:
@@ -91,6 +122,8 @@ def expire_promo_codes(payload: dict, ctx: JobContext) -> dict:
     return {"expired": services.promo_expire()}
 
 
+schedule("rides.expire_rides", "* * * * *")  # every minute
 schedule("rides.fold_location_pings", "* * * * *")  # every minute
+schedule("rides.fold_ride_analytics", "* * * * *")  # every minute
 schedule("rides.refresh_driver_ranking", "0 * * * *")  # hourly
 schedule("payments.expire_promo_codes", "0 0 * * *")  # daily at midnight

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -17,7 +17,7 @@ from bimride.errors import (
     NotFound,
     PermissionDenied,
 )
-from bimride.jobs.enqueue import enqueue, publish
+from bimride.jobs.enqueue import publish
 from rides.models import (
     DailyRideStats,
     Driver,
@@ -55,7 +55,8 @@ def _locked(ride_id: int) -> Ride:
 def ride_request(
     *, rider: Rider, pickup: dict, dropoff: dict, promo_code: str | None = None
 ) -> Ride:
-    """Request a ride; matching, payment authorisation and the expiry check follow as jobs.
+    """Request a ride; matching and payment authorisation follow as jobs, and the every-minute
+    sweep cancels it if no driver accepts it within RIDE_EXPIRY.
     A promo code is redeemed now (an unusable one is a 400 and nothing is written)."""
     user = rider.user  # read with the request's token
     # Locked, so that of racing requests (two devices, two keys) one sees the other's ride.
@@ -76,8 +77,7 @@ def ride_request(
     RideEvent.objects.create(ride=ride, actor=user, new=ride.status)
     if promo_code:
         pricing.promo_redeem(code=promo_code, ride=ride)
-    publish("ride.requested", ride_id=ride.pk)
-    enqueue("rides.expire_ride", {"ride_id": ride.pk}, delay=settings.RIDE_EXPIRY)
+    publish("ride.requested", ride_id=ride.pk)  # unaccepted, it expires: `ride_expire_due`
     return ride
 
 
@@ -131,13 +131,15 @@ def ride_start(*, ride_id: int, driver: Driver) -> Ride:
 
 @transaction.atomic
 def ride_complete(*, ride_id: int, driver: Driver, distance_km: Decimal, duration_min: int) -> Ride:
-    """Finish the ride and set its fare; capture, receipt and analytics follow as jobs."""
+    """Finish the ride and set its fare; capture and receipt follow as jobs, and the
+    every-minute fold counts it in its day's totals."""
     ride = _own_ride(ride_id, driver)
     if ride.status != Ride.Status.IN_PROGRESS:
         raise InvalidTransition(ride.status, Ride.Status.COMPLETED)
     ride.completed_at = timezone.now()
     ride.distance_km, ride.duration_min = distance_km, duration_min
     ride.fare_amount = pricing.fare_for(distance=distance_km, minutes=duration_min)
+    ride.analytics_pending = True  # counted in its day's totals by `ride_analytics_fold`
     ride_completing.send(sender=Ride, ride=ride)
     completed = ["completed_at", "distance_km", "duration_min", "fare_amount"]
     # with the columns that follow other apps, which `ride_completing` receivers may set
@@ -180,13 +182,37 @@ def ride_cancel(*, ride_id: int, user: User, reason: str = "") -> Ride:
 
 @transaction.atomic
 def ride_expire(*, ride_id: int) -> Ride | None:
-    """Cancel a ride that no driver accepted in time; a no-op for any other ride."""
+    """Cancel a ride that no driver accepted in time; a no-op for any other ride. (Rides
+    requested before the sweep `ride_expire_due` each had a deferred job calling this.)"""
     ride = _locked(ride_id)
     if ride.status != Ride.Status.REQUESTED:
         return None
     if timezone.now() < ride.requested_at + settings.RIDE_EXPIRY:
         return None
     return _cancel(ride, None, "system", "expired")
+
+
+@transaction.atomic
+def ride_expire_due(*, after_id: int, chunk: int) -> list[int]:
+    """Cancel, as expired, up to `chunk` rides with ids above `after_id` still requested
+    RIDE_EXPIRY after their request, locked and in id order; return the ids of those cancelled.
+    A ride locked meanwhile (being accepted) is skipped: the next sweep sees it again, still
+    requested or not. Each expiry is a cancellation by the system, published as such."""
+    due = (
+        Ride.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("rider", "driver")
+        .filter(
+            pk__gt=after_id,
+            status=Ride.Status.REQUESTED,
+            requested_at__lte=timezone.now() - settings.RIDE_EXPIRY,
+        )
+        .order_by("pk")[:chunk]
+    )
+    expired = []
+    for ride in due:
+        _cancel(ride, None, "system", "expired")
+        expired.append(ride.pk)
+    return expired
 
 
 @transaction.atomic
@@ -226,7 +252,8 @@ def ride_match(*, ride_id: int) -> list[RideOffer]:
 
 
 def ride_record_analytics(*, ride_id: int) -> dict:
-    """Add a completed ride to its day's totals. Call from a job that commits with its effect."""
+    """Add a completed ride to its day's totals. Call from a job that commits with its effect.
+    (Rides completed before `ride_analytics_fold` each had a job calling this.)"""
     ride = Ride.objects.get(pk=ride_id, status=Ride.Status.COMPLETED)
     day = timezone.localdate(ride.completed_at)
     stats, _ = DailyRideStats.objects.get_or_create(day=day)
@@ -236,6 +263,29 @@ def ride_record_analytics(*, ride_id: int) -> dict:
         distance_km=F("distance_km") + ride.distance_km,
     )
     return {"day": day.isoformat()}
+
+
+def ride_analytics_fold(*, chunk: int) -> int:
+    """Count up to `chunk` completed rides not yet counted in their day's totals and mark them
+    counted, in one statement: a ride is counted exactly once, also with two folds at a time
+    (a ride locked meanwhile is left for the next). Returns how many were counted."""
+    rides, stats = Ride._meta.db_table, DailyRideStats._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH taken AS (UPDATE {rides} SET analytics_pending = false WHERE id IN"
+            f" (SELECT id FROM {rides} WHERE analytics_pending ORDER BY id LIMIT %s"
+            f" FOR UPDATE SKIP LOCKED) RETURNING completed_at, fare_amount, distance_km),"
+            f" counted AS (INSERT INTO {stats} (day, rides_completed, revenue, distance_km)"
+            f" SELECT (completed_at AT TIME ZONE %s)::date, count(*), sum(fare_amount),"
+            f" sum(distance_km) FROM taken GROUP BY 1"
+            f" ON CONFLICT (day) DO UPDATE SET"
+            f" rides_completed = {stats}.rides_completed + EXCLUDED.rides_completed,"
+            f" revenue = {stats}.revenue + EXCLUDED.revenue,"
+            f" distance_km = {stats}.distance_km + EXCLUDED.distance_km)"
+            f" SELECT count(*) FROM taken",
+            [chunk, settings.TIME_ZONE],
+        )
+        return cursor.fetchone()[0]
 
 
 # --- columns that follow other apps --------------------------------------------------------------

@@ -147,13 +147,12 @@ def test_publish_enqueues_one_job_per_subscriber_in_one_statement():
     assert sorted(j.name for j in jobs) == [
         "notifications.send_receipt",
         "payments.capture_payment",
-        "rides.record_ride_analytics",
     ]
     assert {j.subject for j in jobs} == {"ride:7"}
-    assert {j.queue for j in jobs} == {"critical", "default", "bulk"}
+    assert {j.queue for j in jobs} == {"critical", "default"}
     # Each returned job is the row written for it, with its audit event and its broker row.
     stored = {job.pk: (job.name, job.queue) for job in Job.objects.all()}
     assert stored == {job.pk: (job.name, job.queue) for job in jobs}
-    assert JobEvent.objects.filter(job__in=jobs, state="queued").count() == 3
+    assert JobEvent.objects.filter(job__in=jobs, state="queued").count() == 2
     pushed = {job_of(row.payload): row.key for row in OrmQ.objects.all()}
     assert pushed == {job.pk: job.queue for job in jobs}

@@ -138,6 +138,7 @@ def test_two_default_clusters_run_each_due_schedule_once(start_cluster):
     for _ in range(2):
         start_cluster("default")
     start_cluster("bulk")
+    start_cluster("critical")  # the ride expiry sweep's queue
 
     wait_until(
         lambda: set(ScheduleRun.objects.values_list("schedule", flat=True)) == expected,

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job
@@ -20,7 +21,7 @@ def _ride_to_completion(as_rider, as_driver) -> dict:
     assert response.status_code == 201, response.data
     ride = response.data
     assert ride["status"] == "requested" and ride["fare"] is None
-    assert {j["name"] for j in ride["jobs"]} >= {"rides.match_ride", "rides.expire_ride"}
+    assert {j["name"] for j in ride["jobs"]} == {"rides.match_ride", "payments.authorize_payment"}
     for step in ("accept", "start"):
         response = as_driver.post(f"/api/rides/{ride['id']}/{step}")
         assert response.status_code == 200, response.data
@@ -53,17 +54,23 @@ def test_completing_a_ride_sends_the_receipt_and_counts_it_once(qcluster, rider,
     wait_until(
         lambda: Ride.objects.get(pk=ride["id"]).receipt_status == "sent", what="receipt sent"
     )
-    wait_until(lambda: DailyRideStats.objects.filter(rides_completed=1).exists(), what="stats")
+    fold = enqueue("rides.fold_ride_analytics")  # what the every-minute schedule runs
+    wait_until(lambda: Job.objects.get(pk=fold.pk).state == "succeeded", what="the fold")
+    assert Job.objects.get(pk=fold.pk).result == {"folded": 1}
+    again = enqueue("rides.fold_ride_analytics")
+    wait_until(lambda: Job.objects.get(pk=again.pk).state == "succeeded", what="a second fold")
+    assert Job.objects.get(pk=again.pk).result == {"folded": 0}
     jobs = Job.objects.filter(subject=f"ride:{ride['id']}")
-    unfinished = jobs.exclude(state="succeeded").exclude(name="rides.expire_ride")
+    unfinished = jobs.exclude(state="succeeded")
     wait_until(
         lambda: not unfinished.exists(),
         what=lambda: (
-            "every ride job but the expiry to succeed: "
+            "every ride job to succeed: "
             + repr(list(unfinished.values_list("name", "state", "last_error")))
         ),
     )
-    assert DailyRideStats.objects.get().revenue == ride["fare"]["amount"]
+    stats = DailyRideStats.objects.get()
+    assert (stats.rides_completed, stats.revenue) == (1, ride["fare"]["amount"])
     assert mail.outbox == []  # sent by the worker process, not this one
 
 
@@ -75,6 +82,13 @@ def test_a_ride_no_driver_accepts_expires_and_the_rider_is_told(start_cluster, r
     start_cluster("default")
     response = client_for(rider.user).post("/api/rides", {"pickup": PICKUP, "dropoff": DROPOFF})
     ride_id = response.json()["id"]
+    wait_until(
+        lambda: Ride.objects.filter(
+            pk=ride_id, requested_at__lte=timezone.now() - settings.RIDE_EXPIRY
+        ).exists(),
+        what="the ride to be due to expire",
+    )
+    enqueue("rides.expire_rides")  # what the every-minute schedule runs
 
     wait_until(
         lambda: Ride.objects.get(pk=ride_id).status == "cancelled", what="the ride to expire"
