@@ -36,6 +36,11 @@ PERMANENT = (BimRideError, UnknownJob, JobPayloadError)
 
 _JOB = Job._meta.db_table
 _EVENT = JobEvent._meta.db_table
+# What an attempt reads of its job, returned by the claim (the rest is never read meanwhile), in
+# the model's field order, as Model.from_db takes them.
+_READ = {"id", "name", "queue", "payload", "attempts", "max_attempts", "timeout", "trace_id"}
+_READ |= {"idempotency_key", "progress", "run_at", "started_at"}
+_CLAIMED = [f.column for f in Job._meta.concrete_fields if f.column in _READ]
 # The claim also deletes the broker row the job was taken from (when a pusher took it): once
 # claimed, a job whose worker dies is rescued by its lease (the relay), not by the broker.
 _CLAIM = f"""
@@ -46,12 +51,12 @@ WITH taken AS (DELETE FROM {QUEUE_TABLE} WHERE id = %(broker_row)s), claimed AS 
     WHERE id = %(id)s AND (
         (state IN ('queued', 'retrying') AND run_at <= clock_timestamp() + interval '1 second')
         OR (state = 'running' AND lease_expires_at < clock_timestamp()))
-    RETURNING *
+    RETURNING {", ".join(_CLAIMED)}
 ), audit AS (
     INSERT INTO {_EVENT} (job_id, state, attempt, at, worker, error, note)
-    SELECT id, 'running', attempts, started_at, worker, '', '' FROM claimed
+    SELECT id, 'running', attempts, started_at, %(worker)s, '', '' FROM claimed
 )
-SELECT claimed.* FROM claimed{{commit}}
+SELECT {", ".join(f"claimed.{column}" for column in _CLAIMED)} FROM claimed{{commit}}
 """
 _SUCCEED = f"""
 WITH done AS (
@@ -154,7 +159,15 @@ def _claim(job_id: int, broker_row: int | None) -> Job | None:
         "worker": WORKER,
         "grace": settings.JOB_LEASE_GRACE.total_seconds(),
     }
-    return next(iter(Job.objects.raw(_statement(_CLAIM), params)), None)
+    with connection.cursor() as cursor:
+        cursor.execute(_statement(_CLAIM), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    fields = dict(zip(_CLAIMED, row, strict=True))
+    for column in ("payload", "progress"):  # jsonb arrives as text, as JSONField reads it
+        fields[column] = None if fields[column] is None else json.loads(fields[column])
+    return Job.from_db(connection.alias, list(fields), list(fields.values()))
 
 
 def _repush_if_early(job_id: int) -> None:
