@@ -36,8 +36,8 @@ def statements_sent():
         finally:
             pgconn.untrace()
             trace.seek(0)
-            for line in trace:
-                direction, _, kind, *rest = line.rstrip("\n").split("\t")
+            for line in trace:  # a statement's text may span lines: only messages count
+                direction, _, kind, *rest = [*line.rstrip("\n").split("\t"), "", ""]
                 if direction == "F" and kind in ("Query", "Execute"):
                     sent.append(" ".join([kind, *rest]).strip())
 
