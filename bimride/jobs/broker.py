@@ -140,51 +140,64 @@ def _db_error(what: str) -> None:
     time.sleep(1)
 
 
-# A batch of due rows, highest priority first, then earliest due; handed out in that order.
+# A batch of due rows, highest priority first, then earliest due, handed out in that order; and
+# in the same statement, the seconds until the queue's next row is due (the rows just taken
+# aside), by which an idle wait is bounded. No row taken: one row of NULLs but that.
 _DEQUEUE = (
-    f"WITH due AS (SELECT id, priority, lock FROM {QUEUE_TABLE} WHERE key = %s AND lock <= now()"
-    f" ORDER BY priority DESC, lock LIMIT %s FOR UPDATE SKIP LOCKED),"
-    f" taken AS (UPDATE {QUEUE_TABLE} q SET lock = now() + make_interval(secs => %s) FROM due"
-    f" WHERE q.id = due.id RETURNING q.id, q.payload)"
-    f" SELECT taken.id, taken.payload FROM taken JOIN due USING (id)"
-    f" ORDER BY due.priority DESC, due.lock"
+    f"WITH due AS (SELECT id, priority, lock FROM {QUEUE_TABLE} WHERE key = %(key)s"
+    f" AND lock <= now() ORDER BY priority DESC, lock LIMIT %(bulk)s FOR UPDATE SKIP LOCKED),"
+    f" taken AS (UPDATE {QUEUE_TABLE} q SET lock = now() + make_interval(secs => %(retry)s)"
+    f" FROM due WHERE q.id = due.id RETURNING q.id, q.payload),"
+    f" next AS (SELECT EXTRACT(EPOCH FROM min(lock) - now()) AS due_in FROM {QUEUE_TABLE}"
+    f" WHERE key = %(key)s AND id NOT IN (SELECT id FROM due))"
+    f" SELECT taken.id, taken.payload, next.due_in FROM next"
+    f" LEFT JOIN (taken JOIN due USING (id)) ON true ORDER BY due.priority DESC, due.lock"
 )
 
 
 class PostgresBroker(ORM):
     """django-q2's ORM broker with priority and due-time order, SKIP LOCKED batches and
-    LISTEN/NOTIFY."""
+    LISTEN/NOTIFY. A take of fewer rows than a batch left nothing due: the next take waits
+    first, so a pusher woken for one job sends one statement, not a second, empty take."""
 
     _listener = None
+    _wait_first = None  # after a partial take: the monotonic time of the next due row, or None
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        self._listener = None
+        self._listener = self._wait_first = None
 
     def dequeue(self):
         _say_pickup_mode(self.list_key)
         try:
+            if settings.JOB_PICKUP == "listen":  # before the take: no NOTIFY after it unheard
+                with contextlib.suppress(psycopg.Error):  # unreachable: the wait says so, later
+                    self._listen()
+            if self._wait_first is not None:
+                next_due, self._wait_first = self._wait_first, None
+                self._wait(next_due - time.monotonic())
             with connection.cursor() as cursor:
-                cursor.execute(_DEQUEUE, [self.list_key, Conf.BULK, Conf.RETRY])
-                tasks = [taken(row_id, payload) for row_id, payload in cursor.fetchall()]
+                params = {"key": self.list_key, "bulk": Conf.BULK, "retry": Conf.RETRY}
+                cursor.execute(_DEQUEUE, params)
+                rows = cursor.fetchall()
+            due_in = None if rows[0][2] is None else float(rows[0][2])
+            tasks = [taken(row_id, payload) for row_id, payload, _ in rows if row_id is not None]
+            if len(tasks) == Conf.BULK:
+                return tasks  # perhaps more are due: take again at once
             if tasks:
+                self._wait_first = time.monotonic() + (Conf.POLL if due_in is None else due_in)
                 return tasks
-            self._wait()
+            self._wait(due_in)
         except (DatabaseError, psycopg.Error):  # the listener's errors are psycopg's own
             self._drop_listener()
             _db_error("dequeue")
         return None
 
-    def _wait(self) -> None:
-        """Sleep until NOTIFY, the next due row, or the poll interval, whichever comes first."""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT EXTRACT(EPOCH FROM min(lock) - now()) FROM {QUEUE_TABLE} WHERE key = %s",
-                [self.list_key],
-            )
-            (next_due,) = cursor.fetchone()
-        due = next_due is not None and float(next_due) < Conf.POLL
-        timeout = max(float(next_due), 0.005) if due else Conf.POLL
+    def _wait(self, next_due: float | None) -> None:
+        """Sleep until NOTIFY, the next due row (`next_due` seconds from now, None: no row), or
+        the poll interval, whichever comes first."""
+        due = next_due is not None and next_due < Conf.POLL
+        timeout = max(next_due, 0.005) if due else Conf.POLL
         if settings.JOB_PICKUP == "poll":
             time.sleep(timeout)
             ended_by = "due" if due else "poll"

@@ -16,7 +16,7 @@ from psycopg import pq
 from bimride.jobs.broker import PostgresBroker
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job
-from bimride.jobs.q2compat import OrmQ
+from bimride.jobs.q2compat import Conf, OrmQ, SignedPackage
 
 BATCH = 5
 
@@ -93,3 +93,27 @@ def test_a_job_run_costs_the_workers_four_statements_or_five_behind_a_pooler(
     # monitor's acknowledgement has nothing left to delete.
     per_job = 5 if pooled else 4
     assert len(sent) == 1 + per_job * BATCH, "\n".join(sent)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pusher_woken_for_a_job_takes_it_and_goes_idle_in_two_statements(
+    as_a_worker, monkeypatch
+):
+    """An idle pusher takes the job it was woken for, and learns when the queue's next row is
+    due, in one statement; having taken fewer rows than a batch, it waits before its next take
+    (one statement a wait) instead of taking again at once and then asking for the next due
+    time (three)."""
+    monkeypatch.setattr(Conf, "POLL", 0.05)  # the longest idle wait, short for the test
+    broker = PostgresBroker(list_key="default")
+    assert broker.dequeue() is None  # idle: listening
+    for _ in range(3):
+        (job_id,) = enqueue_noops(1)  # committed: its NOTIFY is sent
+        with statements_sent() as sent:
+            taken = broker.dequeue()  # woken: takes it
+            idle = broker.dequeue()  # waits (nothing comes), then finds nothing
+        assert [job_of_task(task) for task in taken] == [job_id] and idle is None
+        assert len(sent) == 2, "\n".join(sent)
+
+
+def job_of_task(task: tuple) -> int:
+    return SignedPackage.loads(task[1])["args"][0]
