@@ -170,8 +170,9 @@ class PostgresBroker(ORM):
     def dequeue(self):
         _say_pickup_mode(self.list_key)
         try:
-            if settings.JOB_PICKUP == "listen":  # before the take: no NOTIFY after it unheard
-                with contextlib.suppress(psycopg.Error):  # unreachable: the wait says so, later
+            # Listening before the take, so that a NOTIFY sent after it is heard.
+            if settings.JOB_PICKUP == "listen":
+                with contextlib.suppress(psycopg.Error):  # unreachable: the wait below reports it
                     self._listen()
             if self._wait_first is not None:
                 next_due, self._wait_first = self._wait_first, None
