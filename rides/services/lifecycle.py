@@ -198,8 +198,10 @@ def ride_expire_due(*, after_id: int, chunk: int) -> list[int]:
     RIDE_EXPIRY after their request, locked and in id order; return the ids of those cancelled.
     A ride locked meanwhile (being accepted) is skipped: the next sweep sees it again, still
     requested or not. Each expiry is a cancellation by the system, published as such."""
+    # NO KEY UPDATE: not held up by the offers matching inserts (their key share of the ride),
+    # but by an accept, a cancellation or a payment's update of the same ride.
     due = (
-        Ride.objects.select_for_update(skip_locked=True, of=("self",))
+        Ride.objects.select_for_update(skip_locked=True, no_key=True, of=("self",))
         .select_related("rider", "driver")
         .filter(
             pk__gt=after_id,

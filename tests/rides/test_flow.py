@@ -88,10 +88,15 @@ def test_a_ride_no_driver_accepts_expires_and_the_rider_is_told(start_cluster, r
         ).exists(),
         what="the ride to be due to expire",
     )
-    enqueue("rides.expire_rides")  # what the every-minute schedule runs
+    # Its matching and authorisation done: the sweep skips a ride locked meanwhile (the next
+    # sweep, a minute later, would take it).
+    ride_jobs = Job.objects.filter(subject=f"ride:{ride_id}")
+    wait_until(lambda: not ride_jobs.exclude(state="succeeded").exists(), what="the ride's jobs")
+    sweep = enqueue("rides.expire_rides")  # what the every-minute schedule runs
 
     wait_until(
-        lambda: Ride.objects.get(pk=ride_id).status == "cancelled", what="the ride to expire"
+        lambda: Ride.objects.get(pk=ride_id).status == "cancelled",
+        what=lambda: f"the ride to expire; the sweep: {Job.objects.filter(pk=sweep.pk).values()}",
     )
     ride = Ride.objects.get(pk=ride_id)
     assert ride.cancel_reason == "expired"
