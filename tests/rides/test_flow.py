@@ -46,6 +46,14 @@ def test_a_ride_goes_from_request_to_completion(as_rider, as_driver):
     ]
 
 
+def _fold() -> bool:
+    """Run the analytics fold, as its every-minute schedule does (which may also run it, or find
+    the ride locked by its capture and leave it to the next fold)."""
+    fold = enqueue("rides.fold_ride_analytics")
+    wait_until(lambda: Job.objects.get(pk=fold.pk).state == "succeeded", what="the fold")
+    return True
+
+
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
 def test_completing_a_ride_sends_the_receipt_and_counts_it_once(qcluster, rider, driver):
@@ -54,12 +62,7 @@ def test_completing_a_ride_sends_the_receipt_and_counts_it_once(qcluster, rider,
     wait_until(
         lambda: Ride.objects.get(pk=ride["id"]).receipt_status == "sent", what="receipt sent"
     )
-    fold = enqueue("rides.fold_ride_analytics")  # what the every-minute schedule runs
-    wait_until(lambda: Job.objects.get(pk=fold.pk).state == "succeeded", what="the fold")
-    assert Job.objects.get(pk=fold.pk).result == {"folded": 1}
-    again = enqueue("rides.fold_ride_analytics")
-    wait_until(lambda: Job.objects.get(pk=again.pk).state == "succeeded", what="a second fold")
-    assert Job.objects.get(pk=again.pk).result == {"folded": 0}
+    wait_until(lambda: _fold() and DailyRideStats.objects.exists(), what="the ride counted")
     jobs = Job.objects.filter(subject=f"ride:{ride['id']}")
     unfinished = jobs.exclude(state="succeeded")
     wait_until(
@@ -69,6 +72,7 @@ def test_completing_a_ride_sends_the_receipt_and_counts_it_once(qcluster, rider,
             + repr(list(unfinished.values_list("name", "state", "last_error")))
         ),
     )
+    _fold()  # again: counts nothing twice
     stats = DailyRideStats.objects.get()
     assert (stats.rides_completed, stats.revenue) == (1, ride["fare"]["amount"])
     assert mail.outbox == []  # sent by the worker process, not this one
