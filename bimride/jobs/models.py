@@ -5,6 +5,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+# Waiting or running: the few rows the workers, the relay and the queue figures read. Every other
+# state is final, and finished rows are most of the ledger.
+LIVE_STATES = ("queued", "retrying", "running")
+
 
 class Job(models.Model):
     class State(models.TextChoices):
@@ -42,17 +46,32 @@ class Job(models.Model):
     last_error = models.TextField(blank=True)
     progress = models.JSONField(null=True, blank=True)
     retry_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
+        db_index=False,  # job_retry_of_idx: only the few jobs that are retries
     )
 
     class Meta:
         ordering = ["-id"]
         indexes = [
-            models.Index(fields=["state", "queue", "run_at"], name="job_state_queue_idx"),
+            models.Index(
+                fields=["state", "queue", "run_at"],
+                name="job_live_idx",
+                condition=Q(state__in=LIVE_STATES),
+            ),
+            # The admin's state filter, newest first; succeeded jobs are read along the primary key.
+            models.Index(
+                fields=["state", "id"], name="job_state_idx", condition=~Q(state="succeeded")
+            ),
             models.Index(fields=["name", "created_at"], name="job_name_idx"),
             models.Index(fields=["subject"], name="job_subject_idx"),
             models.Index(fields=["trace_id"], name="job_trace_idx"),
             models.Index(fields=["finished_at"], name="job_finished_idx"),
+            models.Index(fields=["created_at"], name="job_created_idx"),  # the date drill-down
+            models.Index(fields=["backend", "id"], name="job_task_idx", condition=~Q(backend="")),
             models.Index(
                 fields=["created_at"],
                 name="job_undispatched_idx",
@@ -60,6 +79,9 @@ class Job(models.Model):
             ),
             models.Index(
                 fields=["lease_expires_at"], name="job_running_idx", condition=Q(state="running")
+            ),
+            models.Index(
+                fields=["retry_of"], name="job_retry_of_idx", condition=Q(retry_of__isnull=False)
             ),
         ]
         constraints = [
@@ -87,11 +109,20 @@ class JobEvent(models.Model):
     traceback = models.TextField(blank=True, default="", db_default="")
     note = models.TextField(blank=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_index=False,  # jobevent_actor_idx: only the few events staff caused
     )
 
     class Meta:
         ordering = ["at", "id"]
+        indexes = [
+            models.Index(
+                fields=["actor"], name="jobevent_actor_idx", condition=Q(actor__isnull=False)
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.state} (attempt {self.attempt})"

@@ -10,7 +10,7 @@ from django.db.models import Count, Min
 from django.utils import timezone
 
 from bimride.errors import NotFound
-from bimride.jobs.models import DeadLetter, Job
+from bimride.jobs.models import LIVE_STATES, DeadLetter, Job
 
 # subject kind -> whether a user may see that subject: apps register theirs in ready().
 _subjects: dict[str, Callable[[AbstractBaseUser, int], bool]] = {
@@ -47,13 +47,12 @@ def job_summaries_of(*, subjects: list[str]) -> dict[str, list[dict]]:
 
 def queue_stats() -> list[dict]:
     """Per queue: jobs by state, oldest due-but-waiting age (lag), last hour's throughput,
-    running jobs and open dead letters."""
+    running jobs and open dead letters. Every count is exact and reads an index of the live
+    jobs or of the last hour's finished ones, never the whole ledger."""
     now = timezone.now()
     hour_ago = now - timedelta(hours=1)
     live = (
-        Job.objects.exclude(state__in=["succeeded", "cancelled", "dead"])
-        .values("queue", "state")
-        .annotate(n=Count("id"))
+        Job.objects.filter(state__in=LIVE_STATES).values("queue", "state").annotate(n=Count("id"))
     )
     finished = (
         Job.objects.filter(finished_at__gte=hour_ago)
