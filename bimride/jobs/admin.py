@@ -4,6 +4,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -11,6 +12,13 @@ from django.utils.html import format_html, format_html_join
 from bimride.admin import AuditInline, job_link
 from bimride.errors import BimRideError
 from bimride.jobs import broker, selectors, services
+from bimride.jobs.listing import (
+    BackendFilter,
+    JobTypeFilter,
+    LedgerPaginator,
+    LedgerQuerySet,
+    QueueFilter,
+)
 from bimride.jobs.models import Alert, DeadLetter, Job, JobEvent, ScheduleRun
 from bimride.jobs.q2compat import OrmQ, QueueAdmin, Schedule
 from bimride.jobs.q2compat import ScheduleAdmin as QScheduleAdmin  # the page we extend
@@ -27,15 +35,31 @@ class JobAdmin(admin.ModelAdmin):
         "id", "name", "queue", "priority", "state", "attempts", "created_at", "run_at",
         "finished_at", "trace_id",
     ]  # fmt: skip
-    list_filter = ["state", "queue", "name", "backend", "created_at"]
-    search_fields = ["=id", "=idempotency_key", "=trace_id", "subject"]
+    list_filter = ["state", QueueFilter, JobTypeFilter, BackendFilter, "created_at"]
+    search_fields = ["id", "idempotency_key", "trace_id", "subject"]  # exact: get_search_results
     date_hierarchy = "created_at"
+    paginator = LedgerPaginator
+    show_full_result_count = False
     inlines = [JobEventInline]
     actions = ["cancel_jobs"]
     readonly_fields = [f.name for f in Job._meta.fields]
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request)
+        return LedgerQuerySet(model=rows.model, query=rows.query, using=rows.db)
+
+    def get_search_results(self, request, queryset, search_term):
+        """Jobs whose id, idempotency key, trace id or subject is exactly each term, each found
+        by its index (a substring or case-insensitive match would read every row)."""
+        for term in search_term.split():
+            match = Q(idempotency_key=term) | Q(trace_id=term) | Q(subject=term)
+            if term.isdigit() and int(term) < 2**63:
+                match |= Q(pk=int(term))
+            queryset = queryset.filter(match)
+        return queryset, False
 
     def get_urls(self):
         dashboard = self.admin_site.admin_view(self.dashboard_view)
