@@ -286,6 +286,10 @@ JOB_STALL_AFTER = timedelta(seconds=env.int("JOB_STALL_AFTER_SECONDS", 60))
 # How long a worker keeps retrying its own bookkeeping while the database is unreachable.
 JOB_DB_OUTAGE_PATIENCE = env.int("JOB_DB_OUTAGE_PATIENCE_SECONDS", 120)
 JOB_RETENTION = timedelta(days=env.int("JOB_RETENTION_DAYS", 7))
+JOB_PRUNE_BATCH = env.int("JOB_PRUNE_BATCH", 1000)  # finished jobs deleted per transaction
+JOB_PRUNE_DUTY = env.float(
+    "JOB_PRUNE_DUTY", 0.25
+)  # at most this share of the pruner's time deletes
 # Names this host in the ledger's `worker` field (`<host>:<pid>`): several hosts on one machine.
 JOB_WORKER_HOST = env.str("JOB_WORKER_HOST", "") or socket.gethostname()
 # Alerts: more than ALERT_DEAD_LETTERS new dead letters within the window, or a queue whose

@@ -13,8 +13,15 @@ def relay_outbox(payload: dict, ctx: JobContext) -> dict:
 
 @job("jobs.prune", queue="bulk", timeout=300, atomic=False)
 def prune(payload: dict, ctx: JobContext) -> dict:
-    """Delete finished jobs, audit rows and task results past their retention."""
-    return pruner.prune(ctx)
+    """Delete finished jobs, audit rows and task results past their retention. A run stops a
+    minute before its timeout and, if jobs past retention are left, enqueues the next run."""
+    counts = pruner.prune(ctx, budget=PRUNE_BUDGET)
+    if counts["more"]:
+        prune.enqueue({})
+    return counts
+
+
+PRUNE_BUDGET = 240  # seconds of the prune job's 300 s timeout spent deleting
 
 
 @job("jobs.check_alerts", timeout=60)
