@@ -99,7 +99,14 @@ class Migration(migrations.Migration):
                 name="job_task_idx",
             ),
         ),
+        AddIndexConcurrently(
+            model_name="job",
+            index=models.Index(
+                fields=["finished_at"], name="job_finished_cover_idx", include=["queue", "state"]
+            ),
+        ),
         RemoveIndexConcurrently(model_name="job", name="job_state_queue_idx"),
+        RemoveIndexConcurrently(model_name="job", name="job_finished_idx"),
         AddIndexConcurrently(
             model_name="job",
             index=models.Index(
