@@ -36,8 +36,8 @@ _DELETE = f"DELETE FROM jobs_job j WHERE j.id = ANY(%s) AND {_FINAL} RETURNING j
 
 
 def prune(ctx: JobContext | None = None, *, budget: float | None = None) -> dict:
-    """Delete what is past JOB_RETENTION, for at most `budget` seconds; returns the counts
-    deleted and `more`: whether finished jobs past retention are left for another run."""
+    """Delete what is past JOB_RETENTION, for about `budget` seconds; returns the counts
+    deleted and `more`: whether it stopped with finished jobs past retention possibly left."""
     cutoff = timezone.now() - settings.JOB_RETENTION
     counts, more = prune_jobs(before=cutoff, ctx=ctx, budget=budget)
     counts["schedule_runs"] = ScheduleRun.objects.filter(intended_at__lt=cutoff).delete()[0]
@@ -51,13 +51,12 @@ def prune_jobs(
     *, before: datetime, ctx: JobContext | None = None, budget: float | None = None
 ) -> tuple[dict, bool]:
     """Delete the final jobs that finished before `before`, with their audit rows and dead
-    letters, batch by batch; returns the counts and whether any are left (budget spent)."""
+    letters, batch by batch; returns the counts and whether it stopped because `budget` seconds
+    were spent (jobs may be left), after at least one batch."""
     counts = {"jobs": 0, "events": 0}
     after_at, after_id = datetime(1, 1, 2, tzinfo=UTC), 0
     started = time.monotonic()
     while True:
-        if budget is not None and time.monotonic() - started > budget:
-            return counts, True
         t = time.monotonic()
         with connection.cursor() as cursor:
             params = {"cutoff": before, "after_at": after_at, "after_id": after_id}
@@ -72,6 +71,8 @@ def prune_jobs(
             counts["events"] += events
             if ctx is not None:
                 ctx.report(done=counts["jobs"])
+        if budget is not None and time.monotonic() - started >= budget:
+            return counts, True
         _rest(time.monotonic() - t)
 
 
@@ -82,7 +83,7 @@ def _delete(ids: list[int]) -> tuple[int, int]:
         cursor.execute(_DELETE, [ids])
         gone = [row[0] for row in cursor.fetchall()]
         events = 0
-        for relation in Job._meta.related_objects:
+        for relation in _relations():
             table = connection.ops.quote_name(relation.related_model._meta.db_table)
             column = connection.ops.quote_name(relation.field.column)
             if relation.on_delete is models.CASCADE:
@@ -96,6 +97,15 @@ def _delete(ids: list[int]) -> tuple[int, int]:
             else:
                 raise NotImplementedError(f"pruning jobs under {relation}: {relation.on_delete}")
     return len(gone), events
+
+
+def _relations():
+    """Every foreign key to Job, hidden ones (related_name="+") included."""
+    return [
+        f
+        for f in Job._meta.get_fields(include_hidden=True)
+        if (f.one_to_many or f.one_to_one) and f.auto_created and not f.concrete
+    ]
 
 
 def _rest(worked: float) -> None:
