@@ -1,13 +1,15 @@
 """Ops staff fix failed jobs from the admin: the ledger, the audit trail, dead-letter actions."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from bimride.jobs.enqueue import enqueue
+from bimride.jobs.listing import COUNT_CAP
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.q2compat import OrmQ, SignedPackage
 from bimride.jobs.runner import run_job
@@ -137,3 +139,35 @@ def test_the_queued_task_page_of_a_job_shows_its_job(admin_client, queued_rows):
     assert page.status_code == 200
     html = page.content.decode()
     assert f"tests.effect_default#{queued_rows.pk}" in html and "(" + str(queued_rows.pk) in html
+
+
+def test_the_job_list_counts_to_a_cap_and_estimates_the_whole_ledger(admin_client, dead_letter):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO jobs_job (name, queue, payload, state, attempts, max_attempts, timeout,"
+            " trace_id, subject, created_at, run_at, worker, last_error)"
+            " SELECT 'tests.effect_bulk', 'bulk', '{}', 'succeeded', 1, 3, 10, '', '', now(),"
+            " now(), '', '' FROM generate_series(1, %s)",
+            [COUNT_CAP + 1],
+        )
+        cursor.execute("ANALYZE jobs_job")
+
+    def label(query: str) -> str:
+        html = admin_client.get(f"/admin/jobs/job/?{query}").content.decode()
+        paginator = re.search(r'<p class="paginator">(.*?)</p>', html, re.S)[1]
+        return re.search(r"(about [\d,]+ \(estimated\)|more than [\d,]+|[\d,]+) jobs?", paginator)[
+            0
+        ]
+
+    assert re.fullmatch(r"about [\d,]+ \(estimated\) jobs", label(""))
+    assert label("state__exact=succeeded") == "more than 10,000 jobs"
+    assert label("state__exact=dead") == "1 job"
+
+
+def test_the_date_drill_down_lists_the_days_that_have_jobs(admin_client):
+    jobs = [enqueue("tests.effect_bulk", {"n": n}) for n in range(2)]
+    for job, day in zip(jobs, (3, 5), strict=True):
+        Job.objects.filter(pk=job.pk).update(created_at=datetime(2026, 3, day, 10, tzinfo=UTC))
+    html = admin_client.get("/admin/jobs/job/").content.decode()
+    days = re.findall(r"created_at__day=(\d+)", html)
+    assert sorted(set(days)) == ["3", "5"]

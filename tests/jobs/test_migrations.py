@@ -1,0 +1,86 @@
+"""Migration 0006 (the ledger at scale) runs on a database that already holds jobs: live and
+finished jobs, their audit rows, a dead letter and a retry keep everything, and the indexes and
+autovacuum settings are in place afterwards (and gone when it is reversed)."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from bimride.jobs.enqueue import enqueue
+from bimride.jobs.runner import run_job
+from tests.jobtypes import create_effects_table
+
+BEFORE, AFTER = ("jobs", "0005_task_priority_and_errors"), ("jobs", "0006_ledger_at_scale")
+NEW_INDEXES = {
+    "job_live_idx",
+    "job_state_idx",
+    "job_created_idx",
+    "job_task_idx",
+    "job_retry_of_idx",
+    "jobevent_actor_idx",
+    "job_finished_cover_idx",
+}
+OLD_INDEXES = {"job_state_queue_idx", "job_finished_idx", "jobs_job_retry_of_id_376fde47"}
+
+
+def migrate(target) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([target])
+
+
+def indexes() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN ('jobs_job', 'jobs_jobevent')"
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def reloptions(table: str) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [table])
+        return cursor.fetchone()[0] or []
+
+
+def ledger() -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT j.id, j.state, j.retry_of_id, count(e.id) FROM jobs_job j"
+            " LEFT JOIN jobs_jobevent e ON e.job_id = j.id GROUP BY j.id ORDER BY j.id"
+        )
+        return cursor.fetchall()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_every_job_and_adds_its_indexes_on_a_filled_database():
+    create_effects_table()
+    migrate(BEFORE)
+    try:
+        assert indexes() >= OLD_INDEXES and not NEW_INDEXES & indexes()
+        # jobs written and run by the code of this release, on the tables as 0005 left them
+        queued = enqueue("tests.effect_bulk", {"n": 1})
+        done = enqueue("tests.effect_bulk", {"n": 2})
+        dead = enqueue("tests.declined", {"n": 3})
+        for job in (done, dead):
+            run_job(job.pk)
+        with connection.cursor() as cursor:  # a retry of the dead job, as the admin links it
+            cursor.execute(
+                "UPDATE jobs_job SET retry_of_id = %s WHERE id = %s", [dead.pk, queued.pk]
+            )
+        before = ledger()
+        assert [row[1] for row in before] == ["queued", "succeeded", "dead"]
+
+        migrate(AFTER)
+
+        assert ledger() == before
+        assert indexes() >= NEW_INDEXES and not OLD_INDEXES & indexes()
+        for table in ("jobs_job", "jobs_jobevent"):
+            assert "autovacuum_vacuum_scale_factor=0.01" in reloptions(table)
+        run_job(queued.pk)  # the queue works on the migrated tables
+        assert {row[0]: row[1] for row in ledger()}[queued.pk] == "succeeded"
+
+        migrate(BEFORE)  # and it can be reversed
+        assert indexes() >= OLD_INDEXES and reloptions("jobs_job") == []
+    finally:
+        migrate(AFTER)
