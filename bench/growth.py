@@ -1,346 +1,309 @@
-"""`make bench-growth`: does draining jobs cost more as the backlog or the stored history grows,
-and how does it scale with worker processes?
+"""`make bench-growth`: does the ledger stay fast at tens of millions of rows?
 
 Usage: ``python -m bench.growth [--quick]`` with DATABASE_URL set (the Makefile exports it). It
 uses the database and the lock of `make bench-jobs` (`bimride_bench`: the two never run at once)
-and our job system only (`bench.systems.Ours`: no-op jobs, real qcluster workers). Each scenario
-drains a backlog of due jobs, timed from starting the cluster to the last job finished:
+and our job system only (`bench.systems.Ours`: no-op jobs, real qcluster workers).
 
-- baseline: 5,000 jobs with 2 workers, the tables otherwise empty;
-- history: the same with 10,000 / 100,000 finished jobs already stored, each with the three
-  audit rows a successful run leaves, spread over the retention window and vacuumed, as old
-  rows are (django-q2 stores no rows for successes here: `save_limit` -1);
-- backlog: 10,000 / 100,000 jobs, with the rates over their first and last 10 %;
-- workers: 5,000 jobs with 1 and with 4 worker processes.
+The ledger is filled with set-based SQL (not by running jobs) to each size in turn — empty,
+1 million and 10 million finished jobs, each with the three audit rows a successful run leaves,
+finished evenly over the retention window — and vacuumed as autovacuum would. At each size,
+medians of 3:
 
-Rows are seeded with set-based SQL, a backlog's broker rows with the broker's own `push()` in
-batches; a seeded job's rows are checked against those `enqueue()` writes before measuring.
-The scenarios run in interleaved rounds, so load that comes and goes on the machine falls on
-all alike; each figure is the median of 3 runs, the 100,000-job backlog's of one. `--quick`:
-1,000-job drains, 10,000 and 20,000 rows, one round. Every drain has a time cap (a capped one
-is reported as partial) and the whole run a time budget. It prints a markdown table and writes
-it to bench/results/growth.md and growth.json; every process it starts is stopped, killed if
-need be.
+- the job path: enqueue in a transaction (median of 2,000), drain of 5,000 no-op jobs with 2
+  workers, idle pickup p95 (200 jobs 20 ms apart);
+- the reads: the admin's job list (first page, a state filter, a search by id and by
+  idempotency key), the queue overview, a job's page with its audit trail, the dead letters,
+  `GET /api/ops/queues`, a `/metrics` scrape, `GET /api/rides/{id}` and `manage.py jobs stats`.
+
+Then, at the largest size, retention: the pruner deletes the oldest day of finished jobs and
+their events while 5,000-job drains are measured (3, or as many as fit while it runs); then two
+more cycles of one new day written and the oldest day pruned (these at full speed, to bound the
+run), each followed by a vacuum; table and index sizes before, after the first cycle and after
+the third. Last, a backlog of 1 million due jobs is added: the reads again, enqueue, and the
+drain of its first 5,000 jobs. `--quick`: 20,000 and 100,000 rows, a 20,000 backlog, smaller
+batches, one retention cycle less. It prints markdown tables and writes them to
+bench/results/growth.md and growth.json; every process it starts is stopped, killed if need be.
 """
 
 import argparse
 import os
 import signal
-import socket
+import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import django
 from django.conf import settings
 
-from bench.jobs import (
-    combine,
-    document_of,
-    load_average,
-    log,
-    prepare_database,
-    publish,
-    versions,
-)
+from bench import ledger
+from bench.jobs import document_of, load_average, log, prepare_database, publish, versions
 from bench.procs import kill_leftovers
-from bench.report import busy_warning, fmt
-from bench.suites import DRAIN_CAP, per_job
-from bench.systems import JOB_NAME, WORKERS, Ours, sql
+from bench.report import busy_warning
+from bench.systems import Ours, sql
 
 SIZES = {
-    "full": {"drain": 5_000, "rows": (10_000, 100_000), "rounds": 3},
-    "quick": {"drain": 1_000, "rows": (10_000, 20_000), "rounds": 1},
+    "full": {
+        "history": (0, 1_000_000, 10_000_000),
+        "backlog": 1_000_000,
+        "enqueue": 2000,
+        "drain": 5000,
+        "pickup": 200,
+        "rounds": 3,
+        "cycles": 3,
+    },
+    "quick": {
+        "history": (0, 20_000, 100_000),
+        "backlog": 20_000,
+        "enqueue": 300,
+        "drain": 1000,
+        "pickup": 50,
+        "rounds": 3,
+        "cycles": 2,
+    },
 }
-TOTAL = {"full": 480.0, "quick": 150.0}  # seconds for all rounds; setup comes on top
-MIN_RATE = 300  # jobs/s: a drain gets max(DRAIN_CAP, backlog / MIN_RATE) seconds
-POLL = 0.25  # seconds between checks whether a drain is done
-SPAN = 0.1  # share of a backlog whose rate is reported at its start and at its end
-
-
-@dataclass(frozen=True)
-class Scenario:
-    label: str
-    history: int  # finished jobs stored before the drain
-    backlog: int  # due jobs drained
-    workers: int = WORKERS
-    once: bool = False  # measured in the first round only
-
-    @property
-    def cap(self) -> float:
-        return max(DRAIN_CAP, self.backlog / MIN_RATE)
+READ_TARGET_MS = 300
+JOB_PATH_TARGET = 1.25  # × the empty tables
+PRUNE_DRAIN_TARGET = 0.9  # the drain while pruning, × without
+BLOAT_TARGET = 1.2  # sizes after the last cycle, × after the first
 
 
 def short(n: int) -> str:
-    return f"{n // 1000}k" if n % 1000 == 0 else f"{n:,}"
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    return f"{n // 1000}k" if n and n % 1000 == 0 else str(n)
 
 
-def scenarios(size: dict) -> list[Scenario]:
-    n, (small, large) = size["drain"], size["rows"]
-    return [
-        Scenario("baseline", 0, n),
-        Scenario(f"history {short(small)}", small, n),
-        Scenario(f"history {short(large)}", large, n),
-        Scenario(f"backlog {short(small)}", 0, small),
-        Scenario(f"backlog {short(large)}", 0, large, once=True),
-        Scenario("1 worker", 0, n, workers=1),
-        Scenario("4 workers", 0, n, workers=4),
-    ]
+def median_of(runs: list[dict], key: str) -> float | None:
+    values = [run[key] for run in runs if run.get(key) is not None]
+    return statistics.median(values) if values else None
 
 
-# --- seeding ------------------------------------------------------------------------------------
-
-
-def job_fields() -> dict:
-    """The columns `enqueue()` fills from the benchmark's job type."""
-    from bimride.jobs import registry
-
-    job_type = registry.get(JOB_NAME)
+def job_path(size: dict) -> dict:
+    """The job path's figures at the ledger's current size: medians of `rounds` runs."""
+    rounds = size["rounds"]
+    enqueues = [ledger.enqueue_ms(size["enqueue"]) for _ in range(rounds)]
+    drains = [ledger.drain(size["drain"]) for _ in range(rounds)]
+    pickups = [ledger.pickup(size["pickup"]) for _ in range(rounds)]
     return {
-        "name": JOB_NAME,
-        "queue": job_type.queue,
-        "max_attempts": job_type.retry.max_attempts,
-        "timeout": job_type.timeout,
+        "enqueue_p50_ms": median_of(enqueues, "p50_ms"),
+        "drain_jobs_s": median_of(drains, "jobs_s"),
+        "drain_rows_written_per_job": median_of(drains, "rows_written_per_job"),
+        "pickup_p50_ms": median_of(pickups, "p50_ms"),
+        "pickup_p95_ms": median_of(pickups, "p95_ms"),
+        "runs": {"enqueue": enqueues, "drain": drains, "pickup": pickups},
     }
 
 
-_HISTORY = """
-WITH jobs AS (
-    INSERT INTO jobs_job (name, queue, payload, state, attempts, max_attempts, timeout,
-        trace_id, subject, created_at, run_at, dispatched_at, started_at, finished_at, worker,
-        result, last_error)
-    SELECT %(name)s, %(queue)s, jsonb_build_object('n', g - 1), 'succeeded', 1, %(max_attempts)s,
-        %(timeout)s, '', '', t, t, t + interval '3 ms', t + interval '6 ms', t + interval '7 ms',
-        %(host)s || ':' || (1000 + mod(g, %(workers)s)), '{}'::jsonb, ''
-    FROM (SELECT g, now() - %(span)s * (1 - g::float8 / %(n)s) AS t
-          FROM generate_series(1, %(n)s) AS g) AS s
-    RETURNING id, created_at, started_at, finished_at, worker
-)
-INSERT INTO jobs_jobevent (job_id, state, attempt, at, worker, error, note)
-SELECT id, e.state, e.attempt, e.at, e.worker, '', '' FROM jobs, LATERAL (VALUES
-    ('queued', 0, created_at, ''), ('running', 1, started_at, worker),
-    ('succeeded', 1, finished_at, worker)) AS e(state, attempt, at, worker)
-ORDER BY e.at
-"""
+def grow_to(target: int, stored: int, end) -> None:
+    """Add finished jobs until `target` are stored, spread over the retention window up to
+    `end`, then vacuum."""
+    if target > stored:
+        t = time.monotonic()
+        ledger.seed_history(target - stored, end=end, span=settings.JOB_RETENTION)
+        log(f"stored {target - stored:,} finished jobs in {time.monotonic() - t:.0f} s")
+    t = time.monotonic()
+    ledger.vacuum()
+    log(f"vacuumed in {time.monotonic() - t:.0f} s")
 
 
-def seed_history(n: int) -> None:
-    """Store `n` jobs that succeeded, finished over the retention window, as a real run leaves
-    them: the job row and its queued, running and succeeded events; then vacuum them."""
-    params = {**job_fields(), "n": n, "span": settings.JOB_RETENTION}
-    sql(_HISTORY, {**params, "host": socket.gethostname(), "workers": WORKERS})
-    sql("VACUUM (ANALYZE) jobs_job, jobs_jobevent")
-
-
-_BACKLOG = """
-rows AS (
-    INSERT INTO jobs_job (name, queue, payload, state, attempts, max_attempts, timeout,
-        trace_id, subject, created_at, run_at, dispatched_at, worker, last_error)
-    SELECT %(name)s, %(queue)s, jsonb_build_object('n', g - 1), 'queued', 0, %(max_attempts)s,
-        %(timeout)s, '', '', t, t, t, '', ''
-    FROM (SELECT g, clock_timestamp() AS t FROM generate_series(1, %(n)s) AS g) AS s
-    RETURNING id, queue, name, timeout, run_at, created_at
-), events AS (
-    INSERT INTO jobs_jobevent (job_id, state, attempt, at, worker, error, note)
-    SELECT id, 'queued', 0, created_at, '', '', '' FROM rows
-)
-"""
-
-
-def seed_backlog(n: int) -> int:
-    """Write `n` due jobs as `enqueue()` does (the job row, its queued event and its broker row,
-    with the broker's own SQL), in one statement. Returns the first job's id."""
-    from bimride.jobs import broker
-
-    return min(job_id for job_id, _ in sql(broker.pushing(_BACKLOG), {**job_fields(), "n": n}))
-
-
-_JOB_SHAPE = (
-    "SELECT to_jsonb(j) - ARRAY['id', 'created_at', 'run_at', 'dispatched_at']"
-    " || jsonb_build_object('dispatched', dispatched_at >= created_at, 'due', run_at = created_at)"
-    " FROM jobs_job j"
-)
-_EVENT_SHAPE = "SELECT to_jsonb(e) - ARRAY['id', 'job_id', 'at'] FROM jobs_jobevent e ORDER BY id"
-_BROKER_SHAPE = (
-    "SELECT q.key, q.lock = j.run_at, q.payload FROM django_q_ormq q, jobs_job j ORDER BY q.id"
-)
-
-
-def stored_shape() -> dict:
-    """The rows of the one job stored, without what differs from job to job (ids, times)."""
-    from django_q.signing import SignedPackage
-
-    from bimride.jobs.broker import task_payload
-
-    (job_id,) = sql("SELECT id FROM jobs_job")[0]
-    pushed = []
-    for key, due, payload in sql(_BROKER_SHAPE):
-        task = SignedPackage.loads(task_payload(payload))
-        task["name"] = task["name"].replace(f"#{job_id}", "#<id>")
-        task["args"] = tuple("<id>" if arg == job_id else arg for arg in task["args"])
-        pushed.append((key, due, {k: v for k, v in task.items() if k not in ("id", "started")}))
-    return {"job": sql(_JOB_SHAPE), "events": sql(_EVENT_SHAPE), "broker": pushed}
-
-
-def check_backlog_rows(system: Ours) -> None:
-    """Stop unless a seeded job's rows are those `enqueue()` writes for the same job."""
-    system.reset()
-    system.request_enqueue(0)
-    wanted = stored_shape()
-    system.reset()
-    seed_backlog(1)
-    seeded = stored_shape()
-    system.reset()
-    if seeded != wanted:
-        raise SystemExit(f"bench: seeded rows differ from enqueue()'s:\n{seeded}\n{wanted}")
-
-
-# --- measuring ----------------------------------------------------------------------------------
-
-
-def db_now() -> float:
-    return float(sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())")[0][0])
-
-
-def waiting() -> bool:
-    """Whether the broker still holds a job: it deletes each one's row once it has run."""
-    return sql("SELECT EXISTS (SELECT 1 FROM django_q_ormq)")[0][0]
-
-
-def finish_times(first_id: int) -> list[float]:
-    """Epoch seconds at which the drained jobs finished, in order."""
-    rows = sql(
-        "SELECT EXTRACT(EPOCH FROM finished_at) FROM jobs_job"
-        " WHERE id >= %s AND state = 'succeeded' ORDER BY finished_at",
-        [first_id],
+def measure_size(label: str, size: dict, reader: ledger.Reader, notes: list) -> dict:
+    log(f"{label}: the job path ({size['rounds']} rounds)")
+    result = job_path(size)
+    log(
+        f"{label}: enqueue {result['enqueue_p50_ms']:.2f} ms, drain {result['drain_jobs_s']:.0f}"
+        f" jobs/s, pickup p95 {result['pickup_p95_ms']:.1f} ms"
     )
-    return [float(row[0]) for row in rows]
+    log(f"{label}: the reads")
+    result["reads_ms"] = reader.measure(size["rounds"])
+    result["sizes"] = ledger.table_sizes()
+    slow = {k: round(v) for k, v in result["reads_ms"].items() if v > READ_TARGET_MS}
+    log(f"{label}: reads over {READ_TARGET_MS} ms: {slow or 'none'}")
+    return result
 
 
-def span_rate(times: list[float]) -> float | None:
-    """Jobs per second between the first and the last of these finish times."""
-    if len(times) < 2 or times[-1] <= times[0]:
-        return None
-    return (len(times) - 1) / (times[-1] - times[0])
+def retention(size: dict, end, stored: int, notes: list) -> dict:
+    """Prune the oldest day while drains are measured; then more cycles of a new day written
+    and the oldest pruned; sizes before, after the first cycle and after the last."""
+    day = timedelta(days=1)
+    oldest = end - settings.JOB_RETENTION
+    per_day = round(stored * day / settings.JOB_RETENTION)
+    out = {"per_day": per_day, "sizes": {"before": ledger.table_sizes()}, "cycles": []}
+    # cycle 1: the pruner at its settings, drains measured meanwhile
+    backlog_first = ledger.seed_backlog(size["drain"])
+    run = ledger.PruneRun(before=oldest + day)
+    run.start()
+    drains = []
+    while run.is_alive() and len(drains) < size["rounds"]:
+        time.sleep(1.0)
+        drains.append(_drain_seeded(backlog_first, size["drain"]))
+        if run.is_alive() and len(drains) < size["rounds"]:
+            backlog_first = ledger.seed_backlog(size["drain"])
+    run.join()
+    if run.error:
+        raise SystemExit(f"bench: the pruner failed: {run.error!r}")
+    if len(drains) < size["rounds"]:
+        notes.append(f"retention: the prune ended after {len(drains)} drain(s) measured during it.")
+    out["cycles"].append(
+        {
+            "duty": settings.JOB_PRUNE_DUTY,
+            "seconds": run.seconds,
+            **run.counts,
+            "drains": drains,
+            "drain_jobs_s": median_of(drains, "jobs_s"),
+        }
+    )
+    log(f"retention: day 1 pruned ({run.counts}) in {run.seconds:.0f} s")
+    ledger.vacuum()
+    out["sizes"]["after 1 cycle"] = ledger.table_sizes()
+    for cycle in range(2, size["cycles"] + 1):
+        ledger.seed_history(per_day, end=end, span=day)  # the newest day again: rows of today
+        run = ledger.PruneRun(before=oldest + day * cycle, duty=1.0)
+        run.run()
+        log(f"retention: day {cycle} written and pruned ({run.counts}) in {run.seconds:.0f} s")
+        out["cycles"].append({"duty": 1.0, "seconds": run.seconds, **run.counts})
+        ledger.vacuum()
+    out["sizes"][f"after {size['cycles']} cycles"] = ledger.table_sizes()
+    return out
 
 
-def rates(times: list[float], t0: float, t_end: float, n: int) -> dict:
-    """The drain's rate from cluster start (`t0`) to the last job done (or to `t_end`, when it
-    was cut short); without the start-up, from the first job done; over its first and last 10 %.
-    """
-    within = [t - t0 for t in times if t <= t_end]
-    done = len(within)
-    seconds = within[-1] if done == n else t_end - t0
-    k = max(2, round(n * SPAN))
-    return {
-        "n": n,
-        "done": done,
-        "s": seconds,
-        "jobs_s": done / seconds,
-        "steady_jobs_s": span_rate(within),
-        "first10_jobs_s": span_rate(within[:k]),
-        "last10_jobs_s": span_rate(within[-k:]) if done == n else None,
-    }
-
-
-def measure(scenario: Scenario) -> dict:
-    """Seed the scenario's tables, start the cluster, wait until the backlog is done or the cap
-    is reached, stop it; the drain's rates and the database work per job done."""
-    system = Ours(workers=scenario.workers)
-    system.reset()
-    if scenario.history:
-        seed_history(scenario.history)
-    first_id = seed_backlog(scenario.backlog)
-    system.analyze()
-    before = system.counters()
-    t0 = db_now()
+def _drain_seeded(first_id: int, n: int) -> dict:
+    """Drain the `n` jobs seeded from `first_id`, then take them away."""
+    system = Ours()
+    t0 = time.time()
     service = system.start()
     try:
-        end = time.monotonic() + scenario.cap
-        while service.alive() and time.monotonic() < end and waiting():
-            time.sleep(POLL)
-        t_end = db_now()
-        if not service.alive():
-            raise SystemExit(f"bench: the cluster exited early; see {service.log_path}")
+        end = time.monotonic() + 120
+        while time.monotonic() < end and ledger.finished_since(first_id) < n:
+            time.sleep(0.1)
+        seconds = time.time() - t0
     finally:
         service.stop()
-    times = finish_times(first_id)
-    work = per_job(before, system.counters(), len(times))
-    system.reset()
-    return {**rates(times, t0, t_end, scenario.backlog), **work}
+    done = ledger.finished_since(first_id)
+    ledger.drop_from(first_id)
+    return {"jobs_s": done / seconds, "done": done, "n": n, "s": seconds}
 
 
-def run_rounds(chosen: list[Scenario], rounds: int, deadline: float, notes: list, loads: dict):
-    """Each scenario's runs, round by round, while the time budget allows."""
-    runs = {scenario.label: [] for scenario in chosen}
-    for number in range(rounds):
-        log(f"== round {number + 1} of {rounds}")
-        for scenario in chosen:
-            if scenario.once and number:
-                continue
-            if time.time() + scenario.cap > deadline:
-                notes.append(f"{scenario.label}: run {number + 1} skipped (time budget).")
-                continue
-            log(
-                f"{scenario.label}: drain {scenario.backlog:,} jobs with {scenario.workers}"
-                f" worker(s), {scenario.history:,} finished jobs stored (cap {scenario.cap:.0f} s)"
-            )
-            run = measure(scenario)
-            log(f"{scenario.label}: {run['done']:,} done, {run['jobs_s']:,.0f} jobs/s")
-            runs[scenario.label].append(run)
-        loads[f"round {number + 1}"] = load_average()
-    return runs
+def with_backlog(size: dict, reader: ledger.Reader) -> dict:
+    """A backlog of due jobs on top: reads, enqueue and the drain of its first jobs."""
+    t = time.monotonic()
+    first = ledger.seed_backlog(size["backlog"])
+    ledger.vacuum()
+    log(f"backlog: {size['backlog']:,} due jobs written in {time.monotonic() - t:.0f} s")
+    result = {"reads_ms": reader.measure(size["rounds"])}
+    enqueues = [ledger.enqueue_ms(size["enqueue"]) for _ in range(size["rounds"])]
+    result["enqueue_p50_ms"] = median_of(enqueues, "p50_ms")
+    drains = [ledger.drain_from_backlog(size["drain"]) for _ in range(size["rounds"])]
+    result["drain_jobs_s"] = median_of(drains, "jobs_s")
+    result["runs"] = {"enqueue": enqueues, "drain": drains}
+    ledger.drop_from(first)
+    return result
 
 
 # --- report -------------------------------------------------------------------------------------
 
-COLUMNS = [
-    "scenario",
-    "finished jobs stored",
-    "workers",
-    "jobs drained",
-    "jobs/s ↑",
-    "vs baseline",
-    "jobs/s after start-up",
-    "vs baseline",
-    "jobs/s, first 10 %",
-    "jobs/s, last 10 %",
-    "DB rows written / job",
-    "runs",
-]
 
-
-def ratio(result: dict, baseline: dict, statistic: str) -> str:
-    mine, theirs = result.get(statistic), baseline.get(statistic)
-    return f"{mine / theirs:.2f}×" if mine and theirs else "–"
-
-
-def row(label: str, result: dict, baseline: dict) -> str:
-    partial = "†" if any(run["done"] < run["n"] for run in result["runs"]) else ""
-    cells = [
-        label,
-        f"{result['history']:,}",
-        str(result["workers"]),
-        f"{result['backlog']:,}",
-        fmt(result.get("jobs_s"), "jobs/s") + partial,
-        ratio(result, baseline, "jobs_s"),
-        fmt(result.get("steady_jobs_s"), "jobs/s"),
-        ratio(result, baseline, "steady_jobs_s"),
-        fmt(result.get("first10_jobs_s"), "jobs/s"),
-        fmt(result.get("last10_jobs_s"), "jobs/s"),
-        fmt(result.get("rows_written_per_job"), "count"),
-        str(len(result["runs"])),
-    ]
-    return "| " + " | ".join(cells) + " |"
+def fmt_ms(ms: float | None) -> str:
+    if ms is None:
+        return "–"
+    return f"{ms:,.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
 
 
 def render(document: dict) -> str:
-    results = document["scenarios"]
-    baseline = results.get("baseline", {})
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += [row(label, result, baseline) for label, result in results.items() if result["runs"]]
-    return "\n".join([*heading(document), *lines, "", *footnotes(document), ""])
+    sizes = document["sizes"]
+    labels = list(sizes)
+    first, last = labels[0], labels[-1]
+    backlog = document.get("backlog")
+    head = ["measured", *labels]
+    if backlog:
+        head.append(f"{last} + {short(document['backlog_jobs'])} due")
+    head += [f"{last} / {first}", "target"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def job_row(title, key, unit, better_high=False):
+        values = [sizes[label].get(key) for label in labels]
+        cells = [fmt_ms(v) if unit == "ms" else f"{v:,.0f}/s" for v in values]
+        if backlog:
+            extra = backlog.get(key)
+            cells.append(
+                "–" if extra is None else fmt_ms(extra) if unit == "ms" else f"{extra:,.0f}/s"
+            )
+        ratio = values[-1] / values[0] if values[0] and values[-1] else None
+        ok = ratio is not None and (
+            ratio >= 1 / JOB_PATH_TARGET if better_high else ratio <= JOB_PATH_TARGET
+        )
+        bound = 1 / JOB_PATH_TARGET if better_high else JOB_PATH_TARGET
+        target = f"{'≥' if better_high else '≤'} {bound:.2f}×"
+        mark = "" if ratio is None else (" ✓" if ok else " ✗")
+        lines.append(
+            f"| {title} | {' | '.join(cells)} | {ratio:.2f}×{mark} | {target} |"
+            if ratio
+            else f"| {title} | {' | '.join(cells)} | – | {target} |"
+        )
+
+    job_row("enqueue in a transaction, median", "enqueue_p50_ms", "ms")
+    job_row(
+        "drain 5,000 no-op jobs, 2 workers" if document["mode"] == "full" else "drain, 2 workers",
+        "drain_jobs_s",
+        "rate",
+        True,
+    )
+    job_row("idle pickup p95", "pickup_p95_ms", "ms")
+    for read in sizes[first]["reads_ms"]:
+        values = [sizes[label]["reads_ms"][read] for label in labels]
+        cells = [fmt_ms(v) for v in values]
+        if backlog:
+            cells.append(fmt_ms(backlog["reads_ms"].get(read)))
+        worst = max(values + ([backlog["reads_ms"][read]] if backlog else []))
+        mark = "✓" if worst < READ_TARGET_MS else "✗"
+        ratio = values[-1] / values[0]
+        lines.append(
+            f"| {read} | {' | '.join(cells)} | {ratio:.2f}× | < {READ_TARGET_MS} ms {mark} |"
+        )
+    return "\n".join(
+        [*heading(document), *lines, "", *retention_lines(document), "", *footnotes(document), ""]
+    )
+
+
+def retention_lines(document: dict) -> list[str]:
+    kept = document.get("retention")
+    if not kept:
+        return []
+    last = list(document["sizes"])[-1]
+    base = document["sizes"][last]["drain_jobs_s"]
+    lines = [
+        f"## Retention at {last} finished jobs ({kept['per_day']:,} a day)",
+        "",
+        "| cycle | pruner's duty | jobs deleted | events deleted | seconds | drain meanwhile"
+        " | vs no prune |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for number, cycle in enumerate(kept["cycles"], 1):
+        drain = cycle.get("drain_jobs_s")
+        ratio = f"{drain / base:.2f}×" if drain and base else "–"
+        lines.append(
+            f"| {number} | {cycle['duty']:.2f} | {cycle['jobs']:,} | {cycle['events']:,} |"
+            f" {cycle['seconds']:.0f} | {f'{drain:,.0f}/s' if drain else '–'} | {ratio} |"
+        )
+    lines += [
+        "",
+        "| bytes | " + " | ".join(kept["sizes"]) + " |",
+        "|---|" + "---|" * len(kept["sizes"]),
+    ]
+    names = list(next(iter(kept["sizes"].values())))
+    for name in names:
+        cells = [f"{sizes[name] / 2**20:,.0f} MB" for sizes in kept["sizes"].values()]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    snapshots = list(kept["sizes"].values())
+    total = [sum(s.values()) for s in snapshots]
+    lines.append(f"| all | {' | '.join(f'{t / 2**20:,.0f} MB' for t in total)} |")
+    lines.append("")
+    lines.append(
+        f"After the last cycle / after the first: {total[-1] / total[1]:.2f}× (target ≤"
+        f" {BLOAT_TARGET}×)."
+    )
+    return lines
 
 
 def heading(document: dict) -> list[str]:
@@ -350,39 +313,32 @@ def heading(document: dict) -> list[str]:
         code += f" + {v['uncommitted_in_bimride']} uncommitted file(s) in bimride/"
     loads = ", ".join(f"{k} {x:.2f}" for k, x in document["load_average"].items())
     return [
-        f"# Job system growth benchmark ({document['mode']} run, {document['generated_at']})",
+        f"# The ledger at size ({document['mode']} run, {document['generated_at']})",
         "",
         f"PostgreSQL {v.get('postgresql')}, Python {v.get('python')}, Django {v.get('django')},"
         f" django-q2 {v.get('django-q2')}, psycopg {v.get('psycopg')}; {v.get('cores')} cores;"
         f" {document['wall_s']} s wall; code {code}; 1-min load average {loads}.",
         "",
         *busy_warning(document),
+        "Columns: finished jobs stored (3 audit rows each). Medians of"
+        f" {document['rounds']} runs; reads are the view's time in-process (Django's test client,"
+        " signed-in staff), no HTTP.",
+        "",
     ]
 
 
 def footnotes(document: dict) -> list[str]:
-    results = document["scenarios"]
     notes = [
-        "No-op jobs, our job system only; each figure is the median over runs. jobs/s: jobs"
-        " done / seconds from starting the cluster (process start-up included, as in"
-        " bench-jobs) to the last job finished. After start-up: from the first job finished to"
-        " the last, which compares backlogs of different sizes fairly. First and last 10 %: the"
-        " same within the first and the last tenth of the backlog. vs baseline: the rate to its"
-        " left / the baseline's.",
-        "Finished jobs stored: succeeded jobs already in jobs_job, with 3 jobs_jobevent rows"
-        " each, spread over the retention window. DB rows written / job: rows inserted, updated"
-        " and deleted in the database during the drain, per job done (pg_stat_database).",
+        "Enqueue: one job per transaction as a request writes it, incl. the commit. Drain: jobs"
+        " done / seconds from starting the cluster (start-up included) to the last job"
+        " finished. Idle pickup: enqueue → start, jobs sent 20 ms apart to idle workers.",
+        "The admin's counts: the unfiltered list shows PostgreSQL's estimate (\"about N"
+        ' (estimated)"), a filtered one counts up to 10,000 ("more than 10,000").',
+        "Retention: the first cycle runs the pruner with its settings (JOB_PRUNE_DUTY) while"
+        " drains are measured; later cycles write a new day and prune at full speed, to bound"
+        " the run; each cycle ends with a VACUUM, as autovacuum would run.",
     ]
-    if any(run["done"] < run["n"] for result in results.values() for run in result["runs"]):
-        notes.append(
-            "† a drain hit its time cap before the backlog was done: jobs/s is jobs done /"
-            " seconds until it was stopped, and its last 10 % are not measured."
-        )
-    for label, result in results.items():
-        done = ", ".join(f"{r['done']:,}/{r['n']:,} in {r['s']:.1f} s" for r in result["runs"])
-        notes.append(f"{label}: {done or 'not measured'}")
-    notes += document["notes"]
-    return [f"- {note}" for note in notes]
+    return [f"- {note}" for note in notes + document["notes"]]
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -397,20 +353,11 @@ def use_database(url: str, pidfile: Path) -> None:
             "JOB_EXTRA_MODULES": "bench.jobtypes",
             "DEBUG": "false",  # as in production: DEBUG wraps every cursor to record its queries
             "BENCH_PIDFILE": str(pidfile),
+            "ALLOWED_HOSTS": "testserver,localhost",
+            "LOG_LEVEL": "WARNING",
         }
     )
     django.setup()
-
-
-def server_notes() -> list[str]:
-    """What in the server's configuration bears on the figures."""
-    if sql("SHOW autovacuum")[0][0] == "on":
-        return []
-    return [
-        "autovacuum is off on this server: what a drain deletes or updates stays dead in the"
-        " tables and their indexes until the next scenario empties them (the stored history is"
-        " vacuumed when seeded)."
-    ]
 
 
 def _terminate(signum, frame):
@@ -418,10 +365,29 @@ def _terminate(signum, frame):
     raise SystemExit(f"bench: stopped by signal {signum}")  # unwinds through every finally
 
 
+def run(size: dict, notes: list, loads: dict) -> dict:
+    Ours().reset()
+    sql("TRUNCATE rides_ride, jobs_schedulerun CASCADE")
+    reader = ledger.Reader()
+    end = sql("SELECT now()")[0][0]
+    results, stored = {}, 0
+    for target in size["history"]:
+        grow_to(target, stored, end)
+        stored = target
+        results[short(target)] = measure_size(short(target), size, reader, notes)
+        loads[short(target)] = load_average()
+    document = {"sizes": results, "rounds": size["rounds"], "backlog_jobs": size["backlog"]}
+    document["retention"] = retention(size, end, stored, notes)
+    loads["retention"] = load_average()
+    document["backlog"] = with_backlog(size, reader)
+    loads["backlog"] = load_average()
+    return document
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, one run each")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     args = parser.parse_args()
     base_url = os.environ.get("DATABASE_URL")
     if not base_url:
@@ -429,8 +395,6 @@ def main() -> None:
     started = time.time()
     code_at_start = versions("").get("commit")
     mode = "quick" if args.quick else "full"
-    size = SIZES[mode]
-    chosen = scenarios(size)
     admin, url, pg_version = prepare_database(base_url)
     notes, loads = [], {"start": load_average()}
     if loads["start"] > 1.0:
@@ -438,9 +402,7 @@ def main() -> None:
     pidfile = Path(tempfile.gettempdir()) / f"bench-growth-{os.getpid()}.pids"
     try:
         use_database(url, pidfile)
-        check_backlog_rows(Ours())
-        notes += server_notes()
-        runs = run_rounds(chosen, size["rounds"], time.time() + TOTAL[mode], notes, loads)
+        results = run(SIZES[mode], notes, loads)
     finally:
         killed = kill_leftovers(pidfile)
         if killed:
@@ -453,7 +415,7 @@ def main() -> None:
         code_at_start=code_at_start,
         loads=loads,
         notes=notes,
-        scenarios={s.label: {**asdict(s), **combine(runs[s.label])} for s in chosen},
+        **results,
     )
     publish("growth", document, render(document))
 
