@@ -40,7 +40,7 @@ class LedgerPaginator(Paginator):
             if estimate > COUNT_CAP:
                 self.count_label = f"about {estimate:,} (estimated)"
                 return estimate
-        counted = rows[: COUNT_CAP + 1].count()
+        counted = rows.order_by()[: COUNT_CAP + 1].count()  # in any order: no walk in id order
         self.count_label = f"more than {COUNT_CAP:,}" if counted > COUNT_CAP else f"{counted:,}"
         return counted
 
