@@ -20,6 +20,7 @@ from bimride.jobs.listing import (
     QueueFilter,
 )
 from bimride.jobs.models import Alert, DeadLetter, Job, JobEvent, ScheduleRun
+from bimride.jobs.plans import custom_plans
 from bimride.jobs.q2compat import OrmQ, QueueAdmin, Schedule
 from bimride.jobs.q2compat import ScheduleAdmin as QScheduleAdmin  # the page we extend
 
@@ -51,6 +52,14 @@ class JobAdmin(admin.ModelAdmin):
         rows = super().get_queryset(request)
         return LedgerQuerySet(model=rows.model, query=rows.query, using=rows.db)
 
+    def changelist_view(self, request, extra_context=None):
+        """The list, rendered (its queries run) with plans for their parameters."""
+        with custom_plans():
+            response = super().changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+        return response
+
     def get_search_results(self, request, queryset, search_term):
         """Jobs whose id, idempotency key, trace id or subject is exactly each term, each found
         by its index (a substring or case-insensitive match would read every row)."""
@@ -67,6 +76,10 @@ class JobAdmin(admin.ModelAdmin):
 
     def dashboard_view(self, request):
         """Queues at a glance: depth, lag, last hour's throughput, running jobs, dead letters."""
+        with custom_plans():
+            return self._dashboard(request)
+
+    def _dashboard(self, request):
         series = selectors.throughput(minutes=60, bucket=5)
         queues = []
         for stats in selectors.queue_stats():

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from bimride.errors import NotFound
 from bimride.jobs.models import LIVE_STATES, DeadLetter, Job
+from bimride.jobs.plans import custom_plans
 
 # subject kind -> whether a user may see that subject: apps register theirs in ready().
 _subjects: dict[str, Callable[[AbstractBaseUser, int], bool]] = {
@@ -49,6 +50,11 @@ def queue_stats() -> list[dict]:
     """Per queue: jobs by state, oldest due-but-waiting age (lag), last hour's throughput,
     running jobs and open dead letters. Every count is exact and reads an index of the live
     jobs or of the last hour's finished ones, never the whole ledger."""
+    with custom_plans():
+        return _queue_stats()
+
+
+def _queue_stats() -> list[dict]:
     now = timezone.now()
     hour_ago = now - timedelta(hours=1)
     live = (
@@ -139,8 +145,9 @@ def deadletters_by_type() -> list[dict]:
     )
 
 
-def running_jobs(limit: int = 50):
-    return Job.objects.filter(state=Job.State.RUNNING).order_by("started_at")[:limit]
+def running_jobs(limit: int = 50) -> list[Job]:
+    with custom_plans():  # job_running_idx
+        return list(Job.objects.filter(state=Job.State.RUNNING).order_by("started_at")[:limit])
 
 
 def deadletter_list(*, status: str = "open"):
