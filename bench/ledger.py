@@ -94,8 +94,12 @@ def next_id() -> int:
 
 
 def drop_from(first_id: int) -> None:
-    """Take away the jobs the benchmark added from `first_id` on, and every broker row."""
-    sql("DELETE FROM django_q_ormq")
+    """Take away the jobs the benchmark added from `first_id` on, with their broker rows."""
+    sql(
+        "DELETE FROM django_q_ormq WHERE CASE WHEN payload LIKE '{%%'"
+        " THEN (payload::jsonb ->> 'job')::bigint >= %s END",
+        [first_id],
+    )
     sql("DELETE FROM jobs_jobevent WHERE job_id >= %s", [first_id])
     sql("DELETE FROM jobs_job WHERE id >= %s", [first_id])
 
