@@ -39,7 +39,9 @@ class DatabaseCollector:
         from bimride.jobs.selectors import queue_stats
 
         depth = GaugeMetricFamily(
-            "bimride_queue_depth", "Jobs waiting or running.", labels=["queue", "state"]
+            "bimride_queue_depth",
+            "Jobs waiting or running (PostgreSQL's estimate above 10,000).",
+            labels=["queue", "state"],
         )
         lag = GaugeMetricFamily(
             "bimride_queue_lag_seconds", "Age of the oldest due job not started.", labels=["queue"]

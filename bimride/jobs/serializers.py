@@ -51,6 +51,10 @@ class DeadLetterDiscardInput(serializers.Serializer):
 class QueueStatsSerializer(serializers.Serializer):
     queue = serializers.CharField()
     depth = serializers.DictField(child=serializers.IntegerField())
+    depth_estimated = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The states whose depth is PostgreSQL's estimate (above 10,000), not a count.",
+    )
     lag_seconds = serializers.FloatField()
     succeeded_last_hour = serializers.IntegerField()
     dead_last_hour = serializers.IntegerField()

@@ -1,7 +1,11 @@
 """The job API and the staff-only ops endpoints: who sees what, and dead-letter operations."""
 
-import pytest
+from io import StringIO
 
+import pytest
+from django.core.management import call_command
+
+from bimride.jobs import selectors
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.runner import run_job
@@ -109,3 +113,23 @@ def test_a_dead_letter_filter_out_of_range_answers_400_naming_it(dead_letter, as
     error = response.json()["error"]
     assert error["code"] == "invalid"
     assert set(error["fields"]) == {query[1:].split("=")[0]}
+
+
+def test_a_depth_above_the_cap_is_an_estimate_and_says_so(as_staff, monkeypatch):
+    monkeypatch.setattr(selectors, "DEPTH_CAP", 2)  # a backlog of millions, in miniature
+    for n in range(3):
+        enqueue("tests.effect_bulk", {"n": n})
+    enqueue("tests.effect_default", {"n": 1})
+
+    bulk, default = (
+        next(q for q in selectors.queue_stats() if q["queue"] == name)
+        for name in ("bulk", "default")
+    )
+
+    assert bulk["depth"]["queued"] >= 3 and bulk["depth_estimated"] == ["queued"]
+    assert default["depth"]["queued"] == 1 and default["depth_estimated"] == []
+    body = as_staff.get("/api/ops/queues").json()
+    assert next(q for q in body if q["queue"] == "bulk")["depth_estimated"] == ["queued"]
+    out = StringIO()
+    call_command("jobs", "stats", stdout=out)
+    assert "~" in next(line for line in out.getvalue().splitlines() if line.startswith("bulk"))

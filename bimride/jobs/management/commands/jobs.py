@@ -50,7 +50,8 @@ class Command(BaseCommand):
         head = f"{'queue':<10}{'queued':>8}{'retrying':>10}{'running':>9}{'lag s':>9}"
         self.stdout.write(f"{head}{'done/h':>9}{'dead/h':>8}{'open DLQ':>10}")
         for q in selectors.queue_stats():
-            d = q["depth"]
+            # "~": PostgreSQL's estimate, above selectors.DEPTH_CAP
+            d = {s: f"{'~' * (s in q['depth_estimated'])}{n}" for s, n in q["depth"].items()}
             self.stdout.write(
                 f"{q['queue']:<10}{d['queued']:>8}{d['retrying']:>10}{d['running']:>9}"
                 f"{q['lag_seconds']:>9.1f}{q['succeeded_last_hour']:>9}{q['dead_last_hour']:>8}"
