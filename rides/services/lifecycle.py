@@ -141,7 +141,7 @@ def ride_complete(*, ride_id: int, driver: Driver, distance_km: Decimal, duratio
     ride.fare_amount = pricing.fare_for(distance=distance_km, minutes=duration_min)
     ride.analytics_pending = True  # counted in its day's totals by `ride_analytics_fold`
     ride_completing.send(sender=Ride, ride=ride)
-    completed = ["completed_at", "distance_km", "duration_min", "fare_amount"]
+    completed = ["completed_at", "distance_km", "duration_min", "fare_amount", "analytics_pending"]
     # with the columns that follow other apps, which `ride_completing` receivers may set
     _move(
         ride, Ride.Status.COMPLETED, driver.user, [*completed, "receipt_status", "payment_status"]
