@@ -149,7 +149,7 @@ def _count(url: str, query: str) -> dict[str, int]:
 
 
 def job_backlog(url: str) -> dict[str, int]:
-    """Jobs due and not finished, per queue (deferred ones, such as ride expiry, excluded)."""
+    """Jobs due and not finished, per queue (deferred ones, not yet due, excluded)."""
     return _count(
         url,
         "SELECT queue, count(*) FROM jobs_job WHERE state IN ('queued', 'retrying', 'running')"

@@ -8,7 +8,7 @@ of the counters:
 
 - idle: 20 s with nothing to do (what polling and the cron jobs cost, subtracted below);
 - rides: N rides requested, accepted, started and completed through the API, and every job
-  they cause (authorisation, matching, expiry, capture, receipt, ...) run to the end;
+  they cause (authorisation, matching, capture, receipt, ...) run to the end;
 - jobs: N no-op jobs enqueued in batches and run.
 
 Counters: statements and transactions from PgBouncer's `SHOW STATS` (every statement of web and
@@ -235,7 +235,7 @@ def main() -> None:
             "DATABASE_URL": pooler.start(),
             "DB_TRANSACTION_POOLER": "1",
             "JOB_LISTEN_DATABASE_URL": url,
-            "RIDE_EXPIRY_SECONDS": "5",  # a ride's expiry job runs within its measurement
+            "RIDE_EXPIRY_SECONDS": "5",  # the expiry sweep finds nothing of the measured rides
             "JOB_EXTRA_MODULES": os.environ["JOB_EXTRA_MODULES"],
             "STRIPE_API_BASE": stripe.api_base,
             **email.settings(),

@@ -39,8 +39,8 @@ class Accounting:
     def __init__(self, result, first_job: int, kill: dict, stripe, email, rides: list[int]):
         self.result, self.kill = result, kill
         self.stripe, self.email = stripe, email
-        # Earlier scenarios' rides still have deferred jobs (their expiry, 5 minutes on) that
-        # come due meanwhile and meet this scenario's stand-ins: not this scenario's jobs.
+        # Earlier scenarios' rides may still have deferred jobs (a cancellation fee, retries)
+        # that come due meanwhile and meet this scenario's stand-ins: not this scenario's jobs.
         jobs = Job.objects.filter(pk__gt=first_job)
         theirs = jobs.filter(subject__startswith="ride:").exclude(
             subject__in=[f"ride:{ride}" for ride in rides]

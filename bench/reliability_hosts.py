@@ -41,7 +41,7 @@ from devtools.stripe_standin import StripeStandin
 
 QUEUES = ("critical", "default", "bulk")
 STALL_AFTER = 10  # JOB_STALL_AFTER_SECONDS of the scenario (60 by default)
-RIDE_EXPIRY = 30  # seconds: the rides' expiry jobs come due during the run, after the kill too
+RIDE_EXPIRY = 30  # seconds: the expiry sweeps cancel rides during the run, after the kill too
 EFFECT_SLEEP = 0.4  # seconds an effect job works: a kill finds jobs running and prefetched
 STEPS = (("accept", None, "accepted"), ("start", None, "in_progress"))
 STEPS += (("complete", COMPLETE_BODY, "completed"),)

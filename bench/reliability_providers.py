@@ -126,7 +126,7 @@ def drain(jobs, cfg) -> None:
 
 def due(jobs):
     """Jobs not finished, retries waiting for their next attempt included; jobs deferred from
-    the start (a ride's expiry job, queued for 5 minutes) are not due yet."""
+    the start (queued for later, such as a cancellation fee) are not due yet."""
     deferred = Q(state="queued", attempts=0, run_at__gt=timezone.now())
     return jobs.exclude(state__in=FINISHED).exclude(deferred)
 
@@ -153,7 +153,7 @@ def account_providers(result, jobs, answers, riders, stripe, email, refused) -> 
         + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
         + f"; {completed} rides completed, {len(captures)} captured at Stripe,"
         f" {sum(receipts.values())} receipts to {len(receipts)} riders;"
-        f" Postmark refused {refused}; {deferred} deferred job(s) not due yet (ride expiry)"
+        f" Postmark refused {refused}; {deferred} deferred job(s) not due yet"
     )
     if fives:
         result.fail(f"{len(fives)} API answers 5xx or none, e.g. {fives[:3]}")
