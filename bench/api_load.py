@@ -23,8 +23,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import aiohttp
-
 PICKUP = {"lat": 52.52, "lng": 13.405}
 DROPOFF = {"lat": 52.50, "lng": 13.45}
 COMPLETE_BODY = {"distance_km": "4.20", "duration_min": 14}
@@ -64,9 +62,10 @@ def step_of(slot: int, offset: list[int]) -> tuple[int, str]:
 
 
 class Load:
-    def __init__(self, plan: dict, session: aiohttp.ClientSession):
+    def __init__(self, plan: dict, session, client_errors: type[Exception]):
         self.plan = plan
-        self.session = session
+        self.session = session  # an aiohttp.ClientSession
+        self.client_errors = client_errors  # aiohttp.ClientError
         self.base = plan["base"].rstrip("/")
         self.riders = plan["riders"]
         self.drivers = plan["drivers"]
@@ -97,7 +96,7 @@ class Load:
                     data = json.loads(raw)
                 elif status >= 400:
                     self.count_error(f"{kind} {status} {raw[:160]!r}")
-        except (aiohttp.ClientError, TimeoutError) as error:
+        except (self.client_errors, TimeoutError) as error:
             self.count_error(f"{kind} {type(error).__name__}")
         done = time.perf_counter()
         self.records.append(
@@ -184,11 +183,13 @@ class Load:
 
 
 async def main_async(plan: dict) -> dict:
+    import aiohttp  # here: `make test` imports this module's pure helpers without bench's packages
+
     timeout = aiohttp.ClientTimeout(total=plan["timeout"])
     # gunicorn's sync workers close every connection: no pooling to reuse a closed one.
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        return await Load(plan, session).run()
+        return await Load(plan, session, aiohttp.ClientError).run()
 
 
 def main() -> None:
