@@ -19,11 +19,10 @@ from django.db import connection, connections, transaction
 from django.db.models import Count
 from django.db.utils import DatabaseError
 from django.utils import timezone
-from django_q.signing import SignedPackage
 
 from bench.reliability_jobtypes import NAME, create_effects_table, effect_counts
 from bench.reliability_procs import Proc, Processes, devdb, say
-from bimride.jobs.broker import QUEUE_TABLE, task_payload
+from bimride.jobs.broker import QUEUE_TABLE, job_of
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job, JobEvent
 from bimride.jobs.relay import relay
@@ -307,7 +306,7 @@ def broker_held(ids: list[int]) -> dict[int, int]:
             ["default"],
         )
         for payload, seconds in cursor.fetchall():
-            job_id = SignedPackage.loads(task_payload(payload))["args"][0]
+            job_id = job_of(payload)
             if job_id in wanted:
                 held[job_id] = max(held.get(job_id, 0), int(max(float(seconds), 0)))
     return held
