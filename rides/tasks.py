@@ -53,29 +53,26 @@ def expire_rides(payload: dict, ctx: JobContext) -> dict:
 FOLD_CHUNK = 10_000
 
 
-@job("rides.fold_location_pings", queue="bulk", timeout=300, atomic=False)
-def fold_location_pings(payload: dict, ctx: JobContext) -> dict:
-    """Count the drivers' location pings in the heatmap, a chunk per statement: each chunk
-    commits on its own, so an interrupted fold leaves the rest for the next one."""
+def _fold_in_chunks(fold) -> dict:
+    """Run `fold(chunk=FOLD_CHUNK)` until a chunk comes back short: each chunk commits on its
+    own, so an interrupted fold leaves the rest for the next one."""
     total, folded = 0, FOLD_CHUNK
     while folded == FOLD_CHUNK:
-        folded = services.heatmap_fold(chunk=FOLD_CHUNK)
+        folded = fold(chunk=FOLD_CHUNK)
         total += folded
     return {"folded": total}
 
 
-ANALYTICS_CHUNK = 10_000
+@job("rides.fold_location_pings", queue="bulk", timeout=300, atomic=False)
+def fold_location_pings(payload: dict, ctx: JobContext) -> dict:
+    """Count the drivers' location pings in the heatmap, a chunk per statement."""
+    return _fold_in_chunks(services.heatmap_fold)
 
 
 @job("rides.fold_ride_analytics", queue="bulk", timeout=300, atomic=False)
 def fold_ride_analytics(payload: dict, ctx: JobContext) -> dict:
-    """Count the completed rides in their day's totals, a chunk per statement: each chunk
-    commits on its own, so an interrupted fold leaves the rest for the next one."""
-    total, folded = 0, ANALYTICS_CHUNK
-    while folded == ANALYTICS_CHUNK:
-        folded = services.ride_analytics_fold(chunk=ANALYTICS_CHUNK)
-        total += folded
-    return {"folded": total}
+    """Count the completed rides in their day's totals, a chunk per statement."""
+    return _fold_in_chunks(services.ride_analytics_fold)
 
 
 # Rides completed before the every-minute fold each had this job (subscribed to

@@ -131,7 +131,7 @@ def test_the_fold_adds_to_a_day_already_counted(monkeypatch):
     DailyRideStats.objects.create(
         day=timezone.localdate(), rides_completed=4, revenue=1000, distance_km=Decimal("1.00")
     )
-    monkeypatch.setattr("rides.tasks.ANALYTICS_CHUNK", 2)
+    monkeypatch.setattr("rides.tasks.FOLD_CHUNK", 2)
     for _ in range(3):
         completed()
 
