@@ -275,6 +275,9 @@ FARE_PER_KM = env.int("FARE_PER_KM", 120)
 FARE_PER_MIN = env.int("FARE_PER_MIN", 30)
 RIDE_EXPIRY = timedelta(seconds=env.int("RIDE_EXPIRY_SECONDS", 300))
 MATCH_DRIVERS = env.int("MATCH_DRIVERS", 5)
+# A rider hears "your driver is arriving" once the driver's last ping is this close to the
+# pickup: about two minutes out in town, so the every-minute sweep still tells them in time.
+ARRIVING_DISTANCE_KM = env.float("ARRIVING_DISTANCE_KM", 1.0)
 
 # --- Job system ---------------------------------------------------------------------------------
 JOB_QUEUES = ("critical", "default", "bulk")
@@ -410,6 +413,20 @@ ANYMAIL = {
     # "user:password" of the tracking webhooks' basic auth; unset, the webhooks refuse all.
     "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", ""),
 }
+
+# --- Pushes -------------------------------------------------------------------------------------
+# Firebase Cloud Messaging's HTTP v1 API (notifications/fcm.py), authorised by a service
+# account's JSON key: FCM_CREDENTIALS_FILE (a path) or FCM_CREDENTIALS_JSON (the key itself).
+# Without one, no push is sent (the events' push jobs say so). `make run` generates a key whose
+# token_uri is the loopback stand-in's and points FCM_API_BASE at it (devtools/fcm_standin.py).
+FCM_CREDENTIALS_FILE = env.str("FCM_CREDENTIALS_FILE", "")
+FCM_CREDENTIALS_JSON = env.str("FCM_CREDENTIALS_JSON", "")
+FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", "")  # default: the key's project_id
+FCM_API_BASE = env.str("FCM_API_BASE", "https://fcm.googleapis.com")
+# (connect, read) seconds: well inside the push job's 30 s timeout, so a slow FCM is a retry.
+FCM_TIMEOUT = (env.float("FCM_CONNECT_TIMEOUT", 5.0), env.float("FCM_READ_TIMEOUT", 10.0))
+PUSH_DEVICE_MAX_IDLE_DAYS = env.int("PUSH_DEVICE_MAX_IDLE_DAYS", 60)  # then pruned, daily
+PUSH_ETA_SPEED_KMH = env.float("PUSH_ETA_SPEED_KMH", 25.0)  # "driver assigned"'s ETA in town
 
 # --- Payments -----------------------------------------------------------------------------------
 # Stripe through the real SDK. Without STRIPE_API_KEY, the local stand-in

@@ -22,6 +22,7 @@ urlpatterns = [
     path("api-auth/", include((api_auth, "rest_framework"))),
     path("api/", include("rides.urls")),
     path("api/", include("bimride.jobs.urls")),
+    path("api/", include("notifications.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("webhooks/anymail/", include("notifications.urls")),

@@ -6,6 +6,8 @@ Without STRIPE_API_KEY it also runs the Stripe stand-in on STRIPE_API_BASE's por
 objects in `.data/stripe-standin.json` (STRIPE_STANDIN_STATE) across runs. Without the email
 provider's credentials (and no EMAIL_BACKEND of one's own) it runs that provider's stand-in on
 EMAIL_STANDIN_PORT (8025) and the web and workers send through the real anymail backend to it.
+Without FCM credentials it runs the FCM stand-in on FCM_STANDIN_PORT (8027), with a service
+account key of its own in `.data/`, and the workers push to it through the real FCM client.
 The children run in their own sessions, so a terminal Ctrl-C reaches only this process, which
 stops them once with `devtools.supervisor.stop_all`.
 """
@@ -15,9 +17,11 @@ import secrets
 import signal
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from devtools.email_standin import EmailStandin
+from devtools.fcm_standin import ensure_key_file
 from devtools.postmark_standin import PostmarkStandin
 from devtools.sendgrid_standin import SendGridStandin
 from devtools.supervisor import ROOT, STOP_GRACE, Process, stop_all
@@ -28,6 +32,7 @@ EMAIL_STANDINS: dict[str, type[EmailStandin]] = {
 
 DEFAULT_ADMIN_EMAIL = "admin@bimride.example"
 STANDIN_STATE = ROOT / ".data" / "stripe-standin.json"
+FCM_STANDIN_KEY = ROOT / ".data" / "fcm-standin-service-account.json"
 
 
 def say(message: str) -> None:
@@ -103,6 +108,8 @@ def commands(port: str) -> dict[str, tuple[list[str], dict[str, str]]]:
     py, manage = sys.executable, [sys.executable, "manage.py"]
     email = email_standin()
     email_env = email[1] if email else {}
+    push = fcm_standin()
+    email_env = email_env | (push[1] if push else {})  # what web and workers are given
     if settings.PRODUCTION:
         web = [py, "-m", "gunicorn", "bimride.wsgi", "-b", f"0.0.0.0:{port}", "-w", "2"]
         found = {"web (gunicorn)": (web, email_env)}
@@ -113,6 +120,8 @@ def commands(port: str) -> dict[str, tuple[list[str], dict[str, str]]]:
         found[f"worker {queue}"] = ([*manage, "qcluster"], {"Q_CLUSTER_NAME": queue, **email_env})
     if email:
         found[f"{settings.EMAIL_PROVIDER} stand-in"] = (email[0], {})
+    if push:
+        found["FCM stand-in"] = (push[0], {})
     if settings.STRIPE_USES_STANDIN:  # no STRIPE_API_KEY: payments talk to a local stand-in
         stripe_port = str(urlsplit(settings.STRIPE_API_BASE).port or 12111)
         state = os.environ.get("STRIPE_STANDIN_STATE") or str(STANDIN_STATE)
@@ -136,6 +145,22 @@ def email_standin() -> tuple[list[str], dict[str, str]] | None:
     return [sys.executable, "-m", standin.__module__, "--port", str(port)], standin.settings_at(
         port
     )
+
+
+def fcm_standin() -> tuple[list[str], dict[str, str]] | None:
+    """The command of the FCM stand-in and the environment that sends pushes to it, when no
+    service account key is set (FCM_CREDENTIALS_FILE / FCM_CREDENTIALS_JSON)."""
+    from django.conf import settings
+
+    if settings.FCM_CREDENTIALS_FILE or settings.FCM_CREDENTIALS_JSON:
+        return None
+    port = int(os.environ.get("FCM_STANDIN_PORT") or 8027)
+    key = ensure_key_file(Path(os.environ.get("FCM_STANDIN_KEY") or FCM_STANDIN_KEY), port)
+    say(f"FCM credentials are unset: pushes go to the FCM stand-in on {port}")
+    say(f"pushes sent: curl http://127.0.0.1:{port}/_standin/messages")
+    command = [sys.executable, "-m", "devtools.fcm_standin", "--port", str(port), "--key", str(key)]
+    env = {"FCM_API_BASE": f"http://127.0.0.1:{port}", "FCM_CREDENTIALS_FILE": str(key)}
+    return command, env
 
 
 def main() -> int:

@@ -1,12 +1,14 @@
-"""Ops staff's view of outgoing email: the notification log (with resend) and suppressions."""
+"""Ops staff's view of outgoing email and pushes: the notification log (with resend),
+suppressions, devices (never their tokens) and pushes with their outcome. A dead push is retried
+from the dead letters like any job."""
 
 from django import forms
 from django.contrib import admin, messages
 
 from bimride.admin import job_link
 from bimride.errors import BimRideError
-from notifications import services
-from notifications.models import Notification, Suppression, TrackingEvent
+from notifications import pushes, services
+from notifications.models import Device, Notification, Push, Suppression, TrackingEvent
 
 
 class TrackingEventInline(admin.TabularInline):
@@ -109,3 +111,59 @@ class SuppressionAdmin(admin.ModelAdmin):
             services.suppression_remove(suppression_id=suppression.pk)
             count += 1
         messages.success(request, f"{count} suppression(s) removed.")
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    """App installs that receive pushes. The push token is a secret: it is never shown."""
+
+    list_display = [
+        "id", "user", "platform", "app_version", "locale", "active", "last_seen_at",
+        "last_push_at", "deactivated_reason",
+    ]  # fmt: skip
+    list_filter = ["active", "platform", "deactivated_reason", "last_seen_at"]
+    search_fields = ["=id", "user__email", "user__username"]
+    fields = readonly_fields = [
+        "user", "platform", "app_version", "locale", "active", "created_at", "last_seen_at",
+        "last_push_at", "deactivated_at", "deactivated_reason",
+    ]  # fmt: skip
+    actions = ["deactivate"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Deactivate the selected devices (send them nothing more)")
+    def deactivate(self, request, queryset):
+        count = 0
+        for device in queryset.filter(active=True):
+            pushes.device_deactivate(device_id=device.pk, reason=f"staff: {request.user}")
+            count += 1
+        messages.success(request, f"{count} device(s) deactivated.")
+
+
+@admin.register(Push)
+class PushAdmin(admin.ModelAdmin):
+    """Every push and its outcome: sent, expired, stale, unregistered, skipped or failed."""
+
+    list_display = [
+        "id", "kind", "status", "user", "device", "ride", "attempts", "created_at", "sent_at",
+        "title",
+    ]  # fmt: skip
+    list_filter = ["status", "kind", "created_at"]
+    search_fields = ["=id", "=key", "=trace_id", "=ride__id", "user__email"]
+    date_hierarchy = "created_at"
+    list_select_related = ["user", "device"]
+    readonly_fields = [f.name for f in Push._meta.fields] + ["job_link"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="job of the last attempt")
+    def job_link(self, obj: Push):
+        return job_link(obj.job_id)

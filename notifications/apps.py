@@ -6,10 +6,19 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         from anymail.signals import tracking
+        from django.urls import reverse_lazy
 
+        from bimride.jobs import dashboard
+        from notifications.selectors import push_counts
         from notifications.tasks import expect_receipt
         from notifications.webhooks import on_tracking
         from rides.signals import ride_completing
 
         tracking.connect(on_tracking, dispatch_uid="notifications.on_tracking")
+        dashboard.panel(
+            "Pushes by outcome, last 24 hours",
+            ["kind", "outcome", "pushes"],
+            lambda: push_counts(hours=24),
+            link=reverse_lazy("admin:notifications_push_changelist"),
+        )
         ride_completing.connect(expect_receipt, dispatch_uid="notifications.expect_receipt")

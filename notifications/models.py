@@ -131,3 +131,133 @@ class TrackingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} of notification {self.notification_id}"
+
+
+# --- pushes -------------------------------------------------------------------------------------
+class Kind(models.TextChoices):
+    """What a rider or driver is told, by push and (for some kinds) by email."""
+
+    DRIVER_ASSIGNED = "driver_assigned"
+    DRIVER_ARRIVING = "driver_arriving"
+    RIDE_STARTED = "ride_started"
+    RIDE_COMPLETED = "ride_completed"  # its email is the receipt
+    PAYMENT_FAILED = "payment_failed"
+    REFUND_ISSUED = "refund_issued"
+    RIDE_OFFER = "ride_offer"  # to a driver
+    RIDE_CANCELLED = "ride_cancelled"  # push: the driver, when the rider cancels; email: the rider
+
+
+class Device(models.Model):
+    """An app install that receives pushes: its FCM registration token, a secret shown to no one
+    (not in the API, the admin, the logs nor a job's payload)."""
+
+    class Platform(models.TextChoices):
+        ANDROID = "android"
+        IOS = "ios"
+        WEB = "web"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="push_devices"
+    )
+    token = models.CharField(max_length=1024, unique=True)
+    platform = models.CharField(max_length=10, choices=Platform.choices)
+    app_version = models.CharField(max_length=40, blank=True)
+    locale = models.CharField(max_length=20, default="en")  # the language its pushes are in
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Registered (or registered again) by the app: the pruning schedule's measure of use.
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    last_push_at = models.DateTimeField(null=True, blank=True)  # FCM last accepted a push
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    deactivated_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at", "-id"]
+        indexes = [
+            models.Index(fields=["user"], name="device_active_user_idx", condition=Q(active=True)),
+            models.Index(fields=["last_seen_at"], name="device_last_seen_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform} device {self.pk} of user {self.user_id}"
+
+
+class Push(models.Model):
+    """One push to one device. `key` names it ("<kind>:<event's object>:<device id>"), so an
+    event handled twice, or a job run twice, pushes once."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"  # not accepted by FCM yet (attempts may have failed)
+        SENT = "sent"  # accepted by FCM: it has a message name
+        EXPIRED = "expired"  # not sent: its time to live ran out first
+        STALE = "stale"  # not sent: no longer true ("arriving" after the ride started)
+        UNREGISTERED = "unregistered"  # FCM no longer knows the token: the device is deactivated
+        SKIPPED = "skipped"  # not sent: the device was deactivated meanwhile
+        FAILED = "failed"  # refused by FCM, or retries exhausted
+
+    FINAL = (Status.SENT, Status.EXPIRED, Status.STALE, Status.UNREGISTERED, Status.SKIPPED)
+
+    key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    device = models.ForeignKey(
+        Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="pushes"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ride = models.ForeignKey(
+        "rides.Ride", null=True, blank=True, on_delete=models.SET_NULL, related_name="pushes"
+    )
+    data = models.JSONField(default=dict, blank=True)  # the event's plain values (an amount)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    collapse_key = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()  # the time to live's end: not sent after it
+    title = models.CharField(max_length=200, blank=True)  # as last sent or about to be
+    body = models.TextField(blank=True)
+    message_name = models.CharField(max_length=255, blank=True)  # FCM's "projects/…/messages/…"
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)  # why the last attempt failed, or why it was not sent
+    trace_id = models.CharField(max_length=64, blank=True)
+    job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )  # the job of the last attempt
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "pushes"
+        indexes = [
+            models.Index(fields=["created_at", "status"], name="push_created_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(sent_at__isnull=False),
+                name="push_sent_has_sent_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} push {self.pk} ({self.status})"
+
+
+class Preference(models.Model):
+    """A user's choice for one kind: push and/or email. No row: both on (where the kind has
+    them)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    push = models.BooleanField(default=True)
+    email = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind"], name="preference_once_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of user {self.user_id}"

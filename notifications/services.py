@@ -27,7 +27,7 @@ from bimride.db import patiently
 from bimride.errors import BimRideError, NotFound, PermanentError
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job
-from notifications import emails
+from notifications import emails, selectors
 from notifications.emails import Email
 from notifications.models import Notification, Suppression, TrackingEvent
 from rides.models import Ride
@@ -64,7 +64,12 @@ def notification_send(*, email: Email, origin: Origin) -> dict:
 
     Raises EmailRejected when the provider refuses the message (the notification is then
     failed); lets transient errors (5xx, timeouts, connection errors) raise, to be retried.
+    An email the recipient turned off (`/api/me/notifications`) is not sent.
     """
+    if not selectors.wants_email(user_id=email.user_id, template=email.template):
+        if email.template == Notification.Template.RECEIPT and email.ride_id:
+            ride_set_receipt_status(ride_id=email.ride_id, status=Ride.ReceiptStatus.NONE)
+        return {"skipped": f"the recipient turned {email.template} emails off"}
     notification, outcome = _begin_attempt(email, origin)
     if outcome is not None:
         return outcome

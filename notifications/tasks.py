@@ -8,14 +8,18 @@ payload (`notification_key`). `on_dead` marks the notification failed when retri
 
 from collections.abc import Callable
 
+from django.conf import settings
 from rest_framework import serializers
 
 from bimride.jobs.registry import JobContext, job
-from bimride.jobs.retry import EMAIL_RETRY
-from notifications import services
+from bimride.jobs.retry import EMAIL_RETRY, PUSH_RETRY
+from bimride.jobs.schedules import schedule
+from notifications import pushes, services
+from notifications.models import Kind
 from rides import services as ride_services
 
 EMAIL_TIMEOUT = 30  # seconds; above ANYMAIL REQUESTS_TIMEOUT, so a slow provider is a retry
+PUSH_TIMEOUT = 30  # seconds; above FCM_TIMEOUT, so a slow FCM is a retry
 
 
 class NotificationPayload(serializers.Serializer):
@@ -170,3 +174,116 @@ def send_refund_confirmation(payload: dict, ctx: JobContext) -> dict:
         currency=payload["currency"],
         origin=origin,
     )
+
+
+# --- pushes -------------------------------------------------------------------------------------
+# One subscriber per event writes the pushes and enqueues one `send_push` job per device, in its
+# own transaction (keyed per event and device); each push then retries and dead-letters alone.
+class RideOfferPayload(RidePayload):
+    driver_id = serializers.IntegerField(min_value=1)
+
+
+class RideAcceptedPayload(RidePayload):
+    driver_id = serializers.IntegerField(min_value=1, required=False)
+
+
+class PushPayload(serializers.Serializer):
+    push_id = serializers.IntegerField(min_value=1)
+
+
+@job("notifications.push_driver_assigned", payload=RideAcceptedPayload, on="ride.accepted")
+def push_driver_assigned(payload: dict, ctx: JobContext) -> dict:
+    """Tell the rider who is coming: the driver's name, car and ETA."""
+    return _pushed(pushes.push_ride_event(kind=Kind.DRIVER_ASSIGNED, ride_id=payload["ride_id"]))
+
+
+@job("notifications.push_driver_arriving", payload=RidePayload, on="ride.driver_arriving")
+def push_driver_arriving(payload: dict, ctx: JobContext) -> dict:
+    """Tell the rider the driver is close to the pickup."""
+    return _pushed(pushes.push_ride_event(kind=Kind.DRIVER_ARRIVING, ride_id=payload["ride_id"]))
+
+
+@job("notifications.push_ride_started", payload=RidePayload, on="ride.started")
+def push_ride_started(payload: dict, ctx: JobContext) -> dict:
+    """Tell the rider the ride has started."""
+    return _pushed(pushes.push_ride_event(kind=Kind.RIDE_STARTED, ride_id=payload["ride_id"]))
+
+
+@job("notifications.push_ride_completed", payload=RidePayload, on="ride.completed")
+def push_ride_completed(payload: dict, ctx: JobContext) -> dict:
+    """Tell the rider the ride is over, with its total."""
+    return _pushed(pushes.push_ride_event(kind=Kind.RIDE_COMPLETED, ride_id=payload["ride_id"]))
+
+
+@job("notifications.push_payment_failed", payload=PaymentFailedPayload, on="payment.failed")
+def push_payment_failed(payload: dict, ctx: JobContext) -> dict:
+    """Tell the rider a payment failed, once per payment."""
+    return _pushed(
+        pushes.push_money_event(
+            kind=Kind.PAYMENT_FAILED,
+            ride_id=payload["ride_id"],
+            ref=payload["payment_id"],
+            amount=payload["amount"],
+            currency=payload["currency"],
+        )
+    )
+
+
+@job("notifications.push_refund_issued", payload=RefundPayload, on="refund.succeeded")
+def push_refund_issued(payload: dict, ctx: JobContext) -> dict:
+    """Tell the rider a refund is on its way, once per refund."""
+    return _pushed(
+        pushes.push_money_event(
+            kind=Kind.REFUND_ISSUED,
+            ride_id=payload["ride_id"],
+            ref=payload["refund_id"],
+            amount=payload["amount"],
+            currency=payload["currency"],
+        )
+    )
+
+
+@job("notifications.push_ride_offer", payload=RideOfferPayload, on="ride.offered")
+def push_ride_offer(payload: dict, ctx: JobContext) -> dict:
+    """Tell a driver a ride near them is offered to them."""
+    return _pushed(
+        pushes.push_ride_offer(ride_id=payload["ride_id"], driver_id=payload["driver_id"])
+    )
+
+
+@job("notifications.push_ride_cancelled", payload=RideCancelledPayload, on="ride.cancelled")
+def push_ride_cancelled(payload: dict, ctx: JobContext) -> dict:
+    """Tell the driver their rider cancelled (a driver who cancelled knows already)."""
+    if payload["cancelled_by"] != "rider":
+        return {"skipped": f"cancelled by {payload['cancelled_by']}: the driver is not told"}
+    return _pushed(pushes.push_ride_event(kind=Kind.RIDE_CANCELLED, ride_id=payload["ride_id"]))
+
+
+def _pushed(written: list) -> dict:
+    return {"pushes": [push.pk for push in written]}
+
+
+def _mark_push_failed(payload: dict, error: str) -> None:
+    pushes.push_fail(push_id=payload["push_id"], error=error)
+
+
+@job(
+    "notifications.send_push",
+    payload=PushPayload,
+    retry=PUSH_RETRY,
+    timeout=PUSH_TIMEOUT,
+    atomic=False,
+    on_dead=_mark_push_failed,
+)
+def send_push(payload: dict, ctx: JobContext) -> dict:
+    """Send one push to one device through FCM, once, while it is still true."""
+    return pushes.push_send(push_id=payload["push_id"], job_id=ctx.job_id, trace_id=ctx.trace_id)
+
+
+@job("notifications.prune_devices", queue="bulk", timeout=300, atomic=False)
+def prune_devices(payload: dict, ctx: JobContext) -> dict:
+    """Delete devices not registered again for PUSH_DEVICE_MAX_IDLE_DAYS days."""
+    return {"deleted": pushes.device_prune(idle_days=settings.PUSH_DEVICE_MAX_IDLE_DAYS)}
+
+
+schedule("notifications.prune_devices", "45 3 * * *")  # daily 03:45

@@ -18,6 +18,7 @@ class Rider(models.Model):
 class Driver(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     name = models.CharField(max_length=120)
+    car = models.CharField(max_length=120, blank=True)  # what riders look for: "Blue Prius, B-X 1"
     available = models.BooleanField(default=False)
     lat = models.FloatField(null=True, blank=True)
     lng = models.FloatField(null=True, blank=True)
@@ -66,6 +67,9 @@ class Ride(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # When the accepted driver's position first came within ARRIVING_DISTANCE_KM of the pickup
+    # (set by the every-minute sweep `ride_notice_arrivals`, which publishes it once).
+    driver_arriving_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.CharField(max_length=200, blank=True)
     distance_km = models.DecimalField(max_digits=7, decimal_places=2, null=True, blank=True)
     duration_min = models.PositiveIntegerField(null=True, blank=True)

@@ -3,6 +3,7 @@ completed rides (heatmap, analytics), ranking and promo codes on `bulk`."""
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from rest_framework import serializers
 
@@ -35,6 +36,14 @@ def match_ride(payload: dict, ctx: JobContext) -> dict:
 def expire_ride(payload: dict, ctx: JobContext) -> dict:
     """Cancel the ride if no driver accepted it in time (deferred by RIDE_EXPIRY)."""
     return {"expired": services.ride_expire(ride_id=payload["ride_id"]) is not None}
+
+
+@job("rides.notice_driver_arrivals", queue="critical", timeout=30)
+def notice_driver_arrivals(payload: dict, ctx: JobContext) -> dict:
+    """Publish "ride.driver_arriving" once for each accepted ride whose driver came within
+    ARRIVING_DISTANCE_KM of the pickup (from the drivers' last location pings)."""
+    arriving = services.ride_notice_arrivals(within_km=settings.ARRIVING_DISTANCE_KM)
+    return {"arriving": arriving}
 
 
 EXPIRY_CHUNK = 200
@@ -121,6 +130,7 @@ def expire_promo_codes(payload: dict, ctx: JobContext) -> dict:
 
 schedule("rides.expire_rides", "* * * * *")  # every minute
 schedule("rides.fold_location_pings", "* * * * *")  # every minute
+schedule("rides.notice_driver_arrivals", "* * * * *")  # every minute
 schedule("rides.fold_ride_analytics", "* * * * *")  # every minute
 schedule("rides.refresh_driver_ranking", "0 * * * *")  # hourly
 schedule("payments.expire_promo_codes", "0 0 * * *")  # daily at midnight

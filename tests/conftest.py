@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from bimride.authentication import tokens
 from devtools.email_standin import EmailStandin
+from devtools.fcm_standin import FcmStandin
 from devtools.postmark_standin import PostmarkStandin
 from devtools.sendgrid_standin import SendGridStandin
 from devtools.stripe_standin import StripeStandin
@@ -197,6 +198,17 @@ def sendgrid_standin():
 def postmark_standin():
     """A Postmark stand-in on 127.0.0.1, answering 200 until told otherwise."""
     with PostmarkStandin() as standin:
+        yield standin
+
+
+@pytest.fixture
+def fcm_standin(settings):
+    """An FCM stand-in on 127.0.0.1 (OAuth token exchange and messages:send); this process's
+    settings point at it, and `start_cluster(..., **fcm_standin.settings())` points workers."""
+    with FcmStandin() as standin:
+        for name, value in standin.settings().items():
+            setattr(settings, name, value)
+        settings.FCM_TIMEOUT = (2.0, 2.0)
         yield standin
 
 

@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from bimride.admin import AuditInline, job_link
 from bimride.errors import BimRideError
-from bimride.jobs import broker, selectors, services
+from bimride.jobs import broker, dashboard, selectors, services
 from bimride.jobs.listing import (
     BackendFilter,
     JobTypeFilter,
@@ -107,6 +107,7 @@ class JobAdmin(admin.ModelAdmin):
             "running": selectors.running_jobs(),
             "dead_by_type": selectors.deadletters_by_type(),
             "alerts": Alert.objects.filter(cleared_at__isnull=True),
+            "panels": dashboard.panels(),
         }
         return render(request, "admin/jobs/dashboard.html", context)
 

@@ -21,10 +21,31 @@ class RetryPolicy:
         return random.uniform(0, self.cap(attempt)) * settings.JOB_RETRY_SCALE
 
 
+class RetryAfter(Exception):  # noqa: N818 - says what the runner does with it
+    """A transient failure whose provider said when to come back (HTTP 429's `Retry-After`):
+    the next attempt waits at least `seconds` (scaled by JOB_RETRY_SCALE like every back-off),
+    and the attempt counts as failed like any other."""
+
+    def __init__(self, message: str, *, seconds: float):
+        super().__init__(message)
+        self.seconds = max(0.0, seconds)
+
+
+def next_delay(policy: RetryPolicy, attempt: int, error: BaseException) -> float:
+    """Seconds until the attempt after failed attempt `attempt`: the policy's back-off, or the
+    provider's `Retry-After` when that is later."""
+    delay = policy.delay(attempt)
+    if isinstance(error, RetryAfter):
+        delay = max(delay, error.seconds * settings.JOB_RETRY_SCALE)
+    return delay
+
+
 DEFAULT_RETRY = RetryPolicy()
 # Email providers recover within minutes; keep trying for about half an hour.
 EMAIL_RETRY = RetryPolicy(max_attempts=10, initial=2.0, max_delay=300.0)
 # Payment providers rate-limit: a longer, gentler curve (about two hours in all).
 PAYMENTS_RETRY = RetryPolicy(max_attempts=8, initial=10.0, max_delay=1800.0)
+# Pushes go stale in minutes (each kind has its time to live): retry briskly, for about 5 minutes.
+PUSH_RETRY = RetryPolicy(max_attempts=6, initial=2.0, max_delay=120.0)
 # Tasks of Django's Tasks API, unless one declares its own (`@task(retry=RetryPolicy(...))`).
 TASK_RETRY = DEFAULT_RETRY

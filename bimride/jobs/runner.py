@@ -27,6 +27,7 @@ from bimride.jobs.broker import QUEUE_TABLE, WorkerTimeout
 from bimride.jobs.enqueue import dispatch
 from bimride.jobs.models import DeadLetter, Job, JobEvent
 from bimride.jobs.registry import JobContext, JobPayloadError, JobType, UnknownJob
+from bimride.jobs.retry import next_delay
 from bimride.tracing import log_context
 
 logger = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ def _fail(job: Job, error: BaseException) -> str | None:
         return current.state
     job_type = registry.get(current.name)
     current.state = Job.State.RETRYING
-    delay = timedelta(seconds=job_type.retry.delay(current.attempts))
+    delay = timedelta(seconds=next_delay(job_type.retry, current.attempts, error))
     current.run_at = current.next_attempt_at = now + delay
     current.save()
     JobEvent.objects.create(

@@ -98,6 +98,7 @@ def ride_accept(*, ride_id: int, driver: Driver) -> Ride:
         raise Conflict("Finish your current ride first.", code="driver_busy")
     ride.driver, ride.accepted_at = driver, timezone.now()
     _move(ride, Ride.Status.ACCEPTED, user, ["driver", "accepted_at"])
+    publish("ride.accepted", ride_id=ride.pk, driver_id=driver.pk)
     return ride
 
 
@@ -126,6 +127,7 @@ def ride_start(*, ride_id: int, driver: Driver) -> Ride:
         raise InvalidTransition(ride.status, Ride.Status.IN_PROGRESS)
     ride.started_at = timezone.now()
     _move(ride, Ride.Status.IN_PROGRESS, driver.user, ["started_at"])
+    publish("ride.started", ride_id=ride.pk)
     return ride
 
 
@@ -250,6 +252,10 @@ def ride_match(*, ride_id: int) -> list[RideOffer]:
         for d in ranked
     ]
     RideOffer.objects.bulk_create(offers, ignore_conflicts=True)
+    for offer in offers:
+        # A re-run of matching publishes again: the subscribers key their work by ride and
+        # driver, so each driver still hears of the ride once.
+        publish("ride.offered", ride_id=ride.pk, driver_id=offer.driver_id)
     return offers
 
 
@@ -288,6 +294,28 @@ def ride_analytics_fold(*, chunk: int) -> int:
             [chunk, settings.TIME_ZONE],
         )
         return cursor.fetchone()[0]
+
+
+@transaction.atomic
+def ride_notice_arrivals(*, within_km: float) -> list[int]:
+    """Mark the accepted rides whose driver's last position (sent since the acceptance) is
+    within `within_km` of the pickup as arriving, and publish "ride.driver_arriving" for each,
+    once per ride: one statement over the accepted rides, none per location ping."""
+    rides, drivers = Ride._meta.db_table, Driver._meta.db_table
+    with connection.cursor() as cursor:
+        # The flat-earth distance: exact enough at these few hundred metres.
+        cursor.execute(
+            f"UPDATE {rides} r SET driver_arriving_at = %s FROM {drivers} d"
+            f" WHERE r.status = %s AND r.driver_arriving_at IS NULL AND d.id = r.driver_id"
+            f" AND d.location_at >= r.accepted_at AND sqrt(power(d.lat - r.pickup_lat, 2)"
+            f" + power((d.lng - r.pickup_lng) * cos(radians(r.pickup_lat)), 2)) * 111.195 <= %s"
+            f" RETURNING r.id",
+            [timezone.now(), Ride.Status.ACCEPTED, within_km],
+        )
+        arriving = sorted(row[0] for row in cursor.fetchall())
+    for ride_id in arriving:
+        publish("ride.driver_arriving", ride_id=ride_id)
+    return arriving
 
 
 # --- columns that follow other apps --------------------------------------------------------------

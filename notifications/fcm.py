@@ -1,0 +1,179 @@
+"""Firebase Cloud Messaging's HTTP v1 API: the one module that talks to FCM.
+
+google-auth signs the service account's JWT and exchanges it for an OAuth access token at the
+account's `token_uri` (refreshed before it expires, and once more on a 401); requests posts
+`{FCM_API_BASE}/v1/projects/{FCM_PROJECT_ID}/messages:send`. Both addresses come from settings,
+so development and the tests reach the loopback stand-in (devtools/fcm_standin.py) through this
+very code. FCM's answers map to ours:
+
+- 200: the message's name ("projects/p/messages/0:…");
+- 404 `UNREGISTERED` (and 400 naming the token invalid): `Unregistered`, the token is dead;
+- 429 `QUOTA_EXCEEDED`: `Throttled`, retried no sooner than its `Retry-After`;
+- 500, 503, a timeout, a refused connection: raised as they are, to be retried;
+- any other 4xx (a malformed message, a sender id mismatch): `PushRejected`, never retried.
+"""
+
+import json
+import threading
+from dataclasses import dataclass
+
+import requests
+from django.conf import settings
+from google.auth.exceptions import RefreshError, TransportError
+from google.auth.transport.requests import AuthorizedSession
+from google.auth.transport.requests import Request as AuthRequest
+from google.oauth2 import service_account
+
+from bimride.errors import PermanentError
+from bimride.jobs.retry import RetryAfter
+
+SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]
+DEFAULT_RETRY_AFTER = 60.0  # seconds, when a 429 names none (FCM's advice: at least a minute)
+
+
+class PushRejected(PermanentError):
+    """FCM refused the message for good (a malformed message, a sender id mismatch)."""
+
+    code = "push_rejected"
+
+
+class Unregistered(PermanentError):
+    """FCM no longer knows the token (the app was uninstalled, or its token rotated)."""
+
+    code = "push_token_unregistered"
+
+
+class Throttled(RetryAfter):
+    """FCM's quota for the project or the device is spent: come back after `seconds`."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One push, as FCM's v1 `message` says it; `token` is read from the device just before
+    sending and kept nowhere else."""
+
+    token: str
+    platform: str  # a Device.Platform value
+    title: str
+    body: str
+    data: dict[str, str]
+    collapse_key: str
+    ttl_seconds: int
+    expires_epoch: int  # the same end, as APNs wants it
+
+    def as_fcm(self) -> dict:
+        notification = {"title": self.title, "body": self.body}
+        ttl = max(0, self.ttl_seconds)
+        message = {
+            "token": self.token,
+            "notification": notification,
+            "data": self.data,
+            "android": {"ttl": f"{ttl}s", "collapse_key": self.collapse_key, "priority": "high"},
+            "apns": {
+                "headers": {
+                    "apns-expiration": str(self.expires_epoch),
+                    "apns-collapse-id": self.collapse_key,
+                    "apns-priority": "10",
+                }
+            },
+            "webpush": {"headers": {"TTL": str(ttl), "Topic": self.collapse_key[:32]}},
+        }
+        return {"message": message}
+
+
+# --- the session --------------------------------------------------------------------------------
+_sessions: dict[str, AuthorizedSession] = {}
+_lock = threading.Lock()
+
+
+def service_account_info() -> dict:
+    """The service account's JSON key, from FCM_CREDENTIALS_FILE or FCM_CREDENTIALS_JSON."""
+    if settings.FCM_CREDENTIALS_JSON:
+        return json.loads(settings.FCM_CREDENTIALS_JSON)
+    if settings.FCM_CREDENTIALS_FILE:
+        with open(settings.FCM_CREDENTIALS_FILE, encoding="utf-8") as key_file:
+            return json.load(key_file)
+    raise PushRejected("Pushes are not configured: set FCM_CREDENTIALS_FILE.", code="fcm_unset")
+
+
+def project_id(info: dict) -> str:
+    return settings.FCM_PROJECT_ID or info["project_id"]
+
+
+def _session(info: dict) -> AuthorizedSession:
+    """One authorised session per process and service account: its access token is reused
+    until it nears its expiry."""
+    key = json.dumps([info.get("client_email"), info.get("token_uri"), info.get("private_key_id")])
+    with _lock:
+        session = _sessions.get(key)
+        if session is None:
+            credentials = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+            auth = requests.Session()
+            session = AuthorizedSession(
+                credentials,
+                auth_request=AuthRequest(auth),
+                refresh_timeout=settings.FCM_TIMEOUT[1],
+            )
+            _sessions[key] = session
+        return session
+
+
+# --- sending ------------------------------------------------------------------------------------
+def send(message: Message) -> str:
+    """Send `message`; return FCM's name of it. Raises as the module's docstring says."""
+    info = service_account_info()
+    url = f"{settings.FCM_API_BASE.rstrip('/')}/v1/projects/{project_id(info)}/messages:send"
+    try:
+        response = _session(info).post(url, json=message.as_fcm(), timeout=settings.FCM_TIMEOUT)
+    except RefreshError as error:
+        status = _refresh_status(error)
+        if status is not None and 400 <= status < 500 and status != 429:
+            raise PushRejected(f"FCM's token exchange refused the service account: {error}")
+        raise ConnectionError(f"FCM's token exchange failed: {error}") from error
+    except TransportError as error:
+        raise ConnectionError(f"FCM's token exchange failed: {error}") from error
+    if response.status_code == 200:
+        return str(response.json()["name"])
+    raise _error_of(response)
+
+
+def _refresh_status(error: RefreshError) -> int | None:
+    for arg in error.args:
+        if isinstance(arg, dict) and isinstance(arg.get("status"), int):
+            return arg["status"]
+    return None
+
+
+def _error_of(response: requests.Response) -> Exception:
+    status = response.status_code
+    fcm_code, text = _fcm_error(response)
+    described = f"FCM answered {status} {fcm_code or ''}: {text}".replace("  ", " ")
+    if fcm_code == "UNREGISTERED" or status == 404:
+        return Unregistered(described)
+    if status == 400 and fcm_code == "INVALID_ARGUMENT" and "token" in text.lower():
+        return Unregistered(described)
+    if status == 429:
+        return Throttled(described, seconds=_retry_after(response))
+    if 400 <= status < 500 and status != 408:
+        return PushRejected(described)
+    return requests.HTTPError(described, response=response)  # 5xx, 408: retried
+
+
+def _fcm_error(response: requests.Response) -> tuple[str, str]:
+    """FCM's error code (`UNREGISTERED`, from the error's details) and message."""
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return "", response.text[:300]
+    code = ""
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and detail.get("errorCode"):
+            code = detail["errorCode"]
+    return code or str(error.get("status", "")), str(error.get("message", ""))[:300]
+
+
+def _retry_after(response: requests.Response) -> float:
+    try:
+        return float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return DEFAULT_RETRY_AFTER
