@@ -22,6 +22,7 @@ from tests.notifications.conftest import completed_ride
 pytestmark = pytest.mark.django_db
 
 SEND = "notifications.send_push"
+PHONE = "rider-phone"  # the push token of the rider's phone
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +30,7 @@ def _no_back_off(settings):
     settings.JOB_RETRY_SCALE = 0  # a retry is due at once: run_job can run it straight away
 
 
-def device_of(user, token: str = "rider-phone", locale: str = "en") -> Device:
+def device_of(user, token: str = PHONE, locale: str = "en") -> Device:
     device, _ = pushes.device_register(user=user, token=token, platform="android", locale=locale)
     return device
 
