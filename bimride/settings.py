@@ -266,6 +266,8 @@ SPECTACULAR_SETTINGS = {
     "TAGS": [
         {"name": "webhooks", "description": "Called by Stripe and the email provider, not by apps."}
     ],
+    # named, where a field name alone ("kind") would give the enum a hashed name
+    "ENUM_NAME_OVERRIDES": {"NotificationKindEnum": "notifications.models.Kind"},
 }
 
 # --- Rides and fares (integer minor units) ------------------------------------------------------

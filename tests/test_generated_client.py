@@ -200,3 +200,56 @@ def test_staff_retry_a_dead_letter_with_an_edited_payload_through_the_generated_
         ),
         what="the retried job to run",
     )
+
+
+def test_an_app_registers_its_phone_and_chooses_its_notifications_through_the_generated_client(
+    client_package, live_server
+):
+    api, models = client_package, client_package.models
+    ops = Operations(api)
+    rider = UserFactory()
+    as_rider = api.AuthenticatedClient(
+        base_url=live_server.url,
+        token=Token.objects.get_or_create(user=rider)[0].key,
+        prefix="Token",
+        raise_on_unexpected_status=True,
+        headers=ONE_SHOT,
+    )
+    body = models.DeviceInputRequest(
+        token="fcm-registration-token", platform=models.PlatformEnum.IOS, locale="de-DE"
+    )
+    created = ops.api_devices_create.sync_detailed(client=as_rider, body=body)
+    assert created.status_code == 201 and isinstance(created.parsed, models.Device)
+    again = ops.api_devices_create.sync_detailed(client=as_rider, body=body)
+    assert again.status_code == 200 and again.parsed.id == created.parsed.id
+    listed = ops.api_devices_list.sync(client=as_rider)
+    assert [d.id for d in listed.results] == [created.parsed.id]
+    bad = ops.api_devices_create.sync_detailed(
+        client=as_rider,
+        body=models.DeviceInputRequest(token="t" * 1025, platform=models.PlatformEnum.ANDROID),
+    )
+    assert bad.status_code == 400 and "token" in bad.parsed.error.fields.to_dict()
+
+    chosen = ops.api_me_notifications_partial_update.sync(
+        client=as_rider,
+        body=models.PatchedPreferencesInputRequest(
+            preferences=[
+                models.PreferenceChangeRequest(
+                    kind=models.NotificationKindEnum.RIDE_COMPLETED, email=False
+                )
+            ]
+        ),
+    )
+    receipt = next(p for p in chosen.preferences if p.kind == "ride_completed")
+    assert receipt.push is True and receipt.email is False
+    arriving = next(
+        p
+        for p in ops.api_me_notifications_retrieve.sync(client=as_rider).preferences
+        if p.kind == "driver_arriving"
+    )
+    assert arriving.email is None
+
+    deleted = ops.api_devices_destroy.sync_detailed(client=as_rider, device_id=created.parsed.id)
+    assert deleted.status_code == 204
+    gone = ops.api_devices_destroy.sync_detailed(client=as_rider, device_id=created.parsed.id)
+    assert gone.status_code == 404 and gone.parsed.error.code == "not_found"
