@@ -7,6 +7,7 @@ from rides.services.drivers import (
     driver_count,
     driver_ranking_refresh,
     driver_set_availability,
+    driver_set_car,
     driver_update_location,
     heatmap_fold,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "driver_count",
     "driver_ranking_refresh",
     "driver_set_availability",
+    "driver_set_car",
     "driver_update_location",
     "fare_for",
     "heatmap_fold",

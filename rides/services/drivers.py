@@ -21,6 +21,13 @@ def driver_set_availability(*, driver: Driver, available: bool) -> Driver:
     return driver
 
 
+def driver_set_car(*, driver: Driver, car: str) -> Driver:
+    """Describe the driver's car as riders look for it ("Blue Prius, B-X 1")."""
+    Driver.objects.filter(pk=driver.pk).update(car=car[:120])
+    driver.car = car[:120]
+    return driver
+
+
 def driver_update_location(*, driver: Driver, lat: float, lng: float) -> None:
     """Store the driver's position and keep the ping for the heatmap: one statement, no job
     per ping (the `bulk` queue folds the kept pings in every minute)."""

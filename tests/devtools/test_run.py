@@ -63,6 +63,8 @@ def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db
         "EMAIL_STANDIN_PORT": str(email_port := free_port()),  # no credentials: the stand-in's
         "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}",  # the stand-in's
         "STRIPE_STANDIN_STATE": str(tmp_path / "stripe-standin.json"),
+        "FCM_STANDIN_PORT": str(fcm_port := free_port()),  # no FCM key: the stand-in's
+        "FCM_STANDIN_KEY": str(tmp_path / "fcm-service-account.json"),
     }
     run = Process(
         "run", [sys.executable, "-m", "devtools.run"], env, log=tmp_path / "run.log", log_mode="wb"
@@ -94,6 +96,11 @@ def test_make_run_serves_the_api_and_stops_everything_on_ctrl_c(transactional_db
             ),
             what="the welcome emails at the Postmark stand-in",
         )
+
+        # Pushes go to the FCM stand-in, and make run says where to see them.
+        pushes = f"http://127.0.0.1:{fcm_port}/_standin/messages"
+        assert wait_until(lambda: answers("GET", pushes), what="the FCM stand-in")
+        assert f"pushes sent: curl {pushes}" in (tmp_path / "run.log").read_text()
 
         run.process.send_signal(signal.SIGINT)
 

@@ -149,3 +149,48 @@ def test_completing_a_ride_leaves_it_to_the_fold(driver):
     assert Ride.objects.get(pk=ride.pk).analytics_pending
     assert services.ride_analytics_fold(chunk=10) == 1
     assert DailyRideStats.objects.get().rides_completed == 1
+
+
+# --- drivers arriving -----------------------------------------------------------------------------
+def ping(driver, lat: float, lng: float, ago: float = 0) -> None:
+    services.driver_update_location(driver=driver, lat=lat, lng=lng)
+    driver.__class__.objects.filter(pk=driver.pk).update(
+        location_at=timezone.now() - timedelta(seconds=ago)
+    )
+
+
+def arriving_events() -> list[dict]:
+    jobs = Job.objects.filter(name="notifications.push_driver_arriving").order_by("pk")
+    return [job.payload for job in jobs]
+
+
+def test_the_sweep_marks_each_ride_whose_driver_pinged_near_the_pickup_once(settings):
+    settings.ARRIVING_DISTANCE_KM = 1.0
+    near, far, stale = make_ride("accepted"), make_ride("accepted"), make_ride("accepted")
+    started = make_ride("in_progress")
+    ping(near.driver, 52.5285, 13.405)  # 0.95 km north of the pickup
+    ping(far.driver, 52.53, 13.405)  # 1.1 km
+    ping(stale.driver, 52.5201, 13.405, ago=600)  # near, but sent before the acceptance
+    Ride.objects.filter(pk=stale.pk).update(accepted_at=timezone.now() - timedelta(seconds=60))
+    ping(started.driver, 52.5201, 13.405)
+
+    assert services.ride_notice_arrivals(within_km=1.0) == [near.pk]
+    assert Ride.objects.get(pk=near.pk).driver_arriving_at is not None
+    assert arriving_events() == [{"ride_id": near.pk}]
+    assert services.ride_notice_arrivals(within_km=1.0) == []  # once per ride
+    ping(far.driver, 52.5205, 13.405)  # it came closer
+    job = enqueue("rides.notice_driver_arrivals")  # what the every-minute schedule runs
+    run_job(job.pk)
+    assert Job.objects.get(pk=job.pk).result == {"arriving": [far.pk]}
+    assert arriving_events() == [{"ride_id": near.pk}, {"ride_id": far.pk}]
+
+
+def test_accepting_starting_and_matching_a_ride_publish_their_events(driver):
+    ride = make_ride("requested")
+    services.ride_match(ride_id=ride.pk)
+    offered = Job.objects.filter(name="notifications.push_ride_offer")
+    assert [j.payload for j in offered] == [{"ride_id": ride.pk, "driver_id": driver.pk}]
+    services.ride_accept(ride_id=ride.pk, driver=driver)
+    services.ride_start(ride_id=ride.pk, driver=driver)
+    names = set(Job.objects.values_list("name", flat=True))
+    assert {"notifications.push_driver_assigned", "notifications.push_ride_started"} <= names

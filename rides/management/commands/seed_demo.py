@@ -25,6 +25,8 @@ class Command(BaseCommand):
             driver = Driver.objects.get(user__username=f"driver{n}@{DOMAIN}")
             if not driver.available:
                 services.driver_set_availability(driver=driver, available=True)
+            if not driver.car:
+                services.driver_set_car(driver=driver, car=f"Silver Golf, B-BR {n:03d}")
             if driver.lat is None:  # one location ping per new driver
                 services.driver_update_location(driver=driver, lat=lat, lng=lng)
         summary = f"created {created} demo accounts" if created else "demo accounts already exist"
