@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.test import Client
 from django.utils import timezone
 
 from bimride.jobs.enqueue import enqueue, publish
@@ -303,3 +304,15 @@ def test_the_admin_lists_devices_and_pushes_without_their_tokens(
         assert response.status_code == 200, url
         assert "secret-token-123" not in response.content.decode(), url
     assert "driver_assigned" in staff_otp_client.get("/admin/notifications/push/").content.decode()
+
+
+def test_metrics_count_pushes_by_kind_and_outcome(rider, fcm_standin, settings):
+    settings.METRICS_TOKEN = "t0ken"
+    device_of(rider.user)
+    device_of(rider.user, "gone-phone")
+    fcm_standin.unregistered.add("gone-phone")
+    run_all(fan_out("ride.accepted", ride_id=accepted_ride(rider).pk))
+    text = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").content.decode()
+    for outcome in ("sent", "unregistered"):
+        line = f'bimride_pushes_total{{kind="driver_assigned",outcome="{outcome}"}}'
+        assert line in text
