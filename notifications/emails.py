@@ -17,8 +17,10 @@ from django.utils import formats, timezone, translation
 
 from bimride.errors import NotFound
 from notifications.models import Notification
-from payments.selectors import payment_facts_for
+from payments.selectors import card_last4_of
 from rides.models import Ride
+from rides.money import Breakdown
+from rides.services import ride_money
 
 User = get_user_model()
 Template = Notification.Template
@@ -46,21 +48,7 @@ class Email:
     locale: str
     user_id: int | None = None
     ride_id: int | None = None
-
-
-@dataclass(frozen=True)
-class PaymentFacts:
-    """What the receipt says about the ride's payment. `discount` (minor units) is taken off
-    the fare; the receipt shows a line only for what is known."""
-
-    card_last4: str | None = None
-    discount: int = 0
-    promo_code: str | None = None
-
-
-def payment_facts(ride: Ride) -> PaymentFacts:
-    """The card and promo discount of the ride's payment, as far as they are known."""
-    return PaymentFacts(**payment_facts_for(ride_id=ride.pk))
+    amount: int | None = None  # the total the email states (minor units), where it states one
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -127,7 +115,9 @@ def receipt_number(ride: Ride) -> str:
     return f"BR-{timezone.localtime(ride.completed_at):%Y%m%d}-{ride.pk:06d}"
 
 
-def _ride_email(ride: Ride, template: str, subject: str, context: dict) -> Email:
+def _ride_email(
+    ride: Ride, template: str, subject: str, context: dict, amount: int | None = None
+) -> Email:
     user = ride.rider.user
     return Email(
         template=template,
@@ -138,6 +128,7 @@ def _ride_email(ride: Ride, template: str, subject: str, context: dict) -> Email
         locale=locale_of(user),
         user_id=user.pk,
         ride_id=ride.pk,
+        amount=amount,
     )
 
 
@@ -155,46 +146,66 @@ def welcome(*, user_id: int) -> Email:
     )
 
 
-def _fare_lines(ride: Ride, locale: str) -> list[dict]:
-    """Base, distance and time charges, when the tariff still adds up to the ride's fare."""
-    distance = int((Decimal(settings.FARE_PER_KM) * ride.distance_km).to_integral_value())
-    minutes = settings.FARE_PER_MIN * ride.duration_min
-    if settings.FARE_BASE + distance + minutes != ride.fare_amount:
-        return []  # the tariff changed since the ride: show the total only
-    km = decimal(ride.distance_km, 2, locale)
-    return [
-        {"label": "Base fare", "amount": money(settings.FARE_BASE, ride.currency, locale)},
-        {"label": f"Distance ({km} km)", "amount": money(distance, ride.currency, locale)},
+FARE_LINE_LABELS = {
+    "base": "Base fare",
+    "distance": "Distance ({km} km)",
+    "time": "Time ({min} min)",
+}
+
+
+def receipt_lines(ride: Ride, money_: Breakdown, locale: str) -> list[dict]:
+    """The receipt's lines, each `{"label", "amount"}`: the fare's parts, the fare, the promo
+    discount and a waived excess. They add up to the total, which is what the card was charged."""
+    cur = money_.currency
+    km, minutes = decimal(ride.distance_km or 0, 2, locale), ride.duration_min
+    lines = [
         {
-            "label": f"Time ({ride.duration_min} min)",
-            "amount": money(minutes, ride.currency, locale),
-        },
+            "label": FARE_LINE_LABELS[name].format(km=km, min=minutes),
+            "amount": money(a, cur, locale),
+        }
+        for name, a in money_.fare_lines
     ]
+    lines.append({"label": "Fare", "amount": money(money_.fare, cur, locale), "rule": True})
+    if money_.discount:
+        code = f" ({money_.promo_code})" if money_.promo_code else ""
+        lines.append({"label": f"Discount{code}", "amount": money(-money_.discount, cur, locale)})
+    if money_.waived:
+        lines.append(
+            {"label": "Small difference waived", "amount": money(-money_.waived, cur, locale)}
+        )
+    return lines
 
 
-def receipt(*, ride_id: int, payment: PaymentFacts | None = None) -> Email:
+def receipt(*, ride_id: int, corrected: bool = False) -> Email:
+    """The receipt of a completed ride whose total due has been taken (`money.settled`)."""
     ride = _ride(ride_id)
     if ride.status != Ride.Status.COMPLETED or ride.fare_amount is None:
         raise NotFound(f"Ride {ride_id} is not completed: it has no receipt.")
-    payment = payment or payment_facts(ride)
+    money_ = ride_money(ride)
     locale = locale_of(ride.rider.user)
     number = receipt_number(ride)
-    discount = payment.discount or 0
+    cur = money_.currency
+    charged = money_.captured + money_.extra_charged
     context = {
+        "corrected": corrected,
         "receipt_number": number,
         "completed_at": when(ride.completed_at, locale),
         "pickup": _point(ride.pickup_lat, ride.pickup_lng, locale),
         "dropoff": _point(ride.dropoff_lat, ride.dropoff_lng, locale),
         "distance": f"{decimal(ride.distance_km, 2, locale)} km",
         "duration": f"{ride.duration_min} min",
-        "fare_lines": _fare_lines(ride, locale),
-        "fare": money(ride.fare_amount, ride.currency, locale),
-        "discount": money(-discount, ride.currency, locale) if discount else None,
-        "promo_code": payment.promo_code,
-        "total": money(ride.fare_amount - discount, ride.currency, locale),
-        "card_last4": payment.card_last4,
+        "lines": receipt_lines(ride, money_, locale),
+        "total": money(charged, cur, locale),
+        "covered_by_promo": money_.total_due == 0 and money_.discount > 0,
+        "promo_code": money_.promo_code,
+        "card_last4": card_last4_of(rider_id=ride.rider_id) if charged else None,
+        "held": money(money_.captured, cur, locale) if money_.extra_charged else None,
+        "extra": money(money_.extra_charged, cur, locale) if money_.extra_charged else None,
+        "refunded": money(-money_.refunded, cur, locale) if money_.refunded else None,
+        "net_paid": money(charged - money_.refunded, cur, locale),
     }
-    return _ride_email(ride, Template.RECEIPT, f"Your BimRide receipt {number}", context)
+    subject = f"Your {'corrected ' if corrected else ''}BimRide receipt {number}"
+    return _ride_email(ride, Template.RECEIPT, subject, context, amount=charged)
 
 
 def ride_cancelled(*, ride_id: int, cancelled_by: str) -> Email:
@@ -218,16 +229,25 @@ def payment_failed(*, ride_id: int, amount: int, currency: str, reason: str = ""
     locale = locale_of(ride.rider.user)
     context = {"amount": money(amount, currency, locale), "reason": reason}
     subject = f"Your payment for ride {ride.pk} did not go through"
-    return _ride_email(ride, Template.PAYMENT_FAILED, subject, context)
+    return _ride_email(ride, Template.PAYMENT_FAILED, subject, context, amount=amount)
 
 
 def refund_confirmation(*, ride_id: int, refund_id: int, amount: int, currency: str) -> Email:
+    """A refund of `amount`, with what has been refunded of the ride in all and what the rider
+    has paid net (`rides.money`)."""
     ride = _ride(ride_id)
+    money_ = ride_money(ride)
     locale = locale_of(ride.rider.user)
     formatted = money(amount, currency, locale)
-    context = {"amount": formatted, "refund_id": refund_id}
+    context = {
+        "amount": formatted,
+        "refund_id": refund_id,
+        "charged": money(money_.charged, money_.currency, locale),
+        "refunded": money(money_.refunded, money_.currency, locale),
+        "net_paid": money(money_.net_paid, money_.currency, locale),
+    }
     subject = f"Your refund of {formatted} is on its way"
-    return _ride_email(ride, Template.REFUND_CONFIRMATION, subject, context)
+    return _ride_email(ride, Template.REFUND_CONFIRMATION, subject, context, amount=amount)
 
 
 # --- rendering ----------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ class Notification(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)  # why the last attempt failed, or why it was skipped
     last_event = models.CharField(max_length=40, blank=True)  # the last tracking event's type
+    # The total the email states (minor units): a receipt's charge, a refund's amount.
+    amount = models.PositiveIntegerField(null=True, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

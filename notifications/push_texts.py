@@ -13,9 +13,8 @@ from django.utils import translation
 
 from notifications.emails import decimal, money
 from notifications.models import Kind, Push
-from payments.selectors import payment_facts_for
 from rides.models import Ride
-from rides.services import distance_km
+from rides.services import distance_km, ride_money
 
 
 @dataclass(frozen=True)
@@ -67,9 +66,9 @@ def eta_minutes(ride: Ride) -> int | None:
 
 
 def ride_total(ride: Ride) -> int:
-    """What the rider pays: the fare less the promo discount, as the receipt says."""
-    discount = payment_facts_for(ride_id=ride.pk).get("discount") or 0
-    return max(0, (ride.fare_amount or 0) - discount)
+    """What the rider pays: the total due of the ride's money breakdown (the fare less its
+    promo's discount on it), as the receipt and the API say."""
+    return ride_money(ride).total_due or 0
 
 
 def _offer_distance(push: Push, ride: Ride, locale: str) -> str:

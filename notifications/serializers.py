@@ -25,7 +25,7 @@ class DeviceSerializer(serializers.ModelSerializer):
 
 class PreferenceSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Kind.choices)
-    audience = serializers.ChoiceField(choices=["rider", "driver"], read_only=True)
+    audience = serializers.CharField(read_only=True, help_text="who hears it: rider or driver")
     push = serializers.BooleanField()
     email = serializers.BooleanField(allow_null=True, help_text="null: the kind has no email")
 

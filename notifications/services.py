@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import smtplib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from anymail.exceptions import (
@@ -21,6 +22,7 @@ from anymail.exceptions import (
 )
 from anymail.signals import AnymailTrackingEvent, EventType
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from bimride.db import patiently
@@ -30,8 +32,9 @@ from bimride.jobs.models import Job
 from notifications import emails, selectors
 from notifications.emails import Email
 from notifications.models import Notification, Suppression, TrackingEvent
+from payments.models import Payment
 from rides.models import Ride
-from rides.services import ride_set_receipt_status
+from rides.services import ride_money, ride_set_receipt_status
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +117,7 @@ def _begin_attempt(email: Email, origin: Origin) -> tuple[Notification, dict | N
         }
     now = timezone.now()
     notification.recipient, notification.subject = email.to, email.subject
-    notification.job_id = origin.job_id
+    notification.amount, notification.job_id = email.amount, origin.job_id
     suppression = suppression_for(email=email.to)
     if suppression is not None:
         notification.status = Status.SUPPRESSED
@@ -191,9 +194,64 @@ def welcome_send(*, user_id: int, origin: Origin) -> dict:
     return notification_send(email=emails.welcome(user_id=user_id), origin=origin)
 
 
-def receipt_send(*, ride_id: int, origin: Origin) -> dict:
-    """Send the receipt of a completed ride, once; the ride's receipt status follows."""
-    return notification_send(email=emails.receipt(ride_id=ride_id), origin=origin)
+def receipt_send(*, ride_id: int, origin: Origin, corrected: bool = False) -> dict:
+    """Send the receipt of a completed ride once its total due has been taken (it states what
+    was charged), once per key; the ride's receipt status follows."""
+    charges = Ride.objects.filter(pk=ride_id).values_list("charges", flat=True).first()
+    if charges is None:
+        raise NotFound(f"No ride {ride_id}.")
+    if not charges.get("settled"):
+        return {"skipped": "the ride's charge is not settled: its receipt follows payment.settled"}
+    email = emails.receipt(ride_id=ride_id, corrected=corrected)
+    return notification_send(email=email, origin=origin)
+
+
+# --- receipts that disagreed with the charge ----------------------------------------------------
+@dataclass(frozen=True)
+class ReceiptMismatch:
+    ride_id: int
+    notification_id: int
+    stated: int  # the total the receipt said, minor units
+    charged: int  # what the card was charged (captured and extra), minor units
+    currency: str
+
+
+def receipt_mismatches(*, progress=None) -> Iterator[ReceiptMismatch]:
+    """Completed rides whose last receipt sent states a total other than what the card was
+    charged. A receipt sent before receipts recorded their total stated the fare less the
+    promo discount on the estimate (`Payment.discount`): that is what it is checked by."""
+    receipts = Notification.objects.filter(
+        template=Notification.Template.RECEIPT, status__in=Notification.ACCEPTED
+    ).order_by("ride_id", F("sent_at").desc(nulls_last=True), "-id")
+    last: dict[int, Notification] = {}
+    for notification in receipts.only("id", "ride_id", "amount", "sent_at").iterator(2000):
+        last.setdefault(notification.ride_id, notification)
+    rides = Ride.objects.filter(pk__in=list(last), status=Ride.Status.COMPLETED)
+    rides = rides.filter(charges__settled=True).select_related("promo__promo").order_by("pk")
+    legacy = dict(
+        Payment.objects.filter(ride_id__in=list(last), kind=Payment.Kind.RIDE).values_list(
+            "ride_id", "discount"
+        )
+    )
+    for checked, ride in enumerate(rides.iterator(1000), start=1):
+        if progress and checked % 1000 == 0:
+            progress(checked)
+        money = ride_money(ride)
+        charged = money.captured + money.extra_charged
+        receipt = last[ride.pk]
+        stated = receipt.amount
+        if stated is None:
+            stated = ride.fare_amount - legacy.get(ride.pk, 0)
+        if stated != charged:
+            yield ReceiptMismatch(ride.pk, receipt.pk, stated, charged, ride.currency)
+
+
+def receipt_correct(*, ride_id: int) -> Job:
+    """Send a corrected receipt of the ride through the receipt job, once per ride."""
+    key = f"receipt-corrected:{ride_id}"
+    payload = {"ride_id": ride_id, "notification_key": key, "corrected": True}
+    with transaction.atomic():
+        return enqueue("notifications.send_receipt", payload, idempotency_key=key)
 
 
 def ride_cancelled_send(*, ride_id: int, cancelled_by: str, origin: Origin) -> dict:

@@ -34,6 +34,10 @@ class RidePayload(NotificationPayload):
     ride_id = serializers.IntegerField(min_value=1)
 
 
+class ReceiptPayload(RidePayload):
+    corrected = serializers.BooleanField(required=False, default=False)  # a corrected receipt
+
+
 class RideCancelledPayload(RidePayload):
     # Lenient on purpose: the payload comes from `publish("ride.cancelled")` inside the
     # cancellation's transaction, which a stricter schema here must never make fail.
@@ -99,18 +103,21 @@ def expect_receipt(sender, ride, **kwargs) -> None:
 
 @job(
     "notifications.send_receipt",
-    payload=RidePayload,
+    payload=ReceiptPayload,
     retry=EMAIL_RETRY,
     timeout=EMAIL_TIMEOUT,
-    on="ride.completed",
+    on="payment.settled",
     subject="ride",
     atomic=False,
     on_dead=_mark_failed(RECEIPT_KEY),
 )
 def send_receipt(payload: dict, ctx: JobContext) -> dict:
-    """Email the rider the receipt of a completed ride, once; its receipt status follows."""
+    """Email the rider the receipt of a completed ride once its charge is settled (it says what
+    the card was charged), once; its receipt status follows."""
     origin = _origin(payload, ctx, RECEIPT_KEY)
-    return services.receipt_send(ride_id=payload["ride_id"], origin=origin)
+    return services.receipt_send(
+        ride_id=payload["ride_id"], origin=origin, corrected=payload.get("corrected", False)
+    )
 
 
 @job(

@@ -16,6 +16,7 @@ from payments.models import (
     StripeCustomer,
     WebhookEvent,
 )
+from rides.admin import money_table
 
 
 class PaymentEventInline(AuditInline):
@@ -41,7 +42,11 @@ class PaymentAdmin(admin.ModelAdmin):
     actions = ["refund_in_full"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Payment._meta.fields]
+        return [f.name for f in Payment._meta.fields] + ["ride_money"]
+
+    @admin.display(description="the ride's money")
+    def ride_money(self, payment: Payment) -> str:
+        return money_table(payment.ride)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -54,7 +54,9 @@ class Payment(models.Model):
     amount = models.PositiveIntegerField()  # authorised (or charged) amount, minor units
     amount_captured = models.PositiveIntegerField(default=0)
     amount_refunded = models.PositiveIntegerField(default=0)
-    discount = models.PositiveIntegerField(default=0)  # promo discount included in `amount`
+    # The promo discount on the estimate, taken off `amount` (`rides.money.authorization_amount`);
+    # receipts sent before receipts recorded their total showed the fare less this.
+    discount = models.PositiveIntegerField(default=0)
     currency = models.CharField(max_length=3)
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     failure_code = models.CharField(max_length=100, blank=True)

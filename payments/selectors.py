@@ -3,7 +3,6 @@
 from bimride.errors import NotFound
 from bimride.jobs.models import Job
 from payments.models import Payment, Refund, StripeCustomer
-from rides.models import PromoRedemption
 
 
 def payment_get(*, payment_id: int) -> Payment:
@@ -27,14 +26,7 @@ def refund_jobs_attach(refunds: list[Refund]) -> None:
         keys[job.idempotency_key].job = job
 
 
-def payment_facts_for(*, ride_id: int) -> dict:
-    """What a receipt may say about a ride's payment: the card's last four digits, the promo
-    discount (minor units) and the promo code; None or 0 where unknown."""
-    payment = Payment.objects.filter(ride_id=ride_id, kind=Payment.Kind.RIDE).first()
-    customer = StripeCustomer.objects.filter(rider__rides=ride_id).first()
-    redemption = PromoRedemption.objects.filter(ride_id=ride_id).select_related("promo").first()
-    return {
-        "card_last4": (customer.card_last4 or None) if customer else None,
-        "discount": payment.discount if payment else 0,
-        "promo_code": redemption.promo.code if redemption else None,
-    }
+def card_last4_of(*, rider_id: int) -> str | None:
+    """The last four digits of the rider's saved card, None where unknown."""
+    customer = StripeCustomer.objects.filter(rider_id=rider_id).only("card_last4").first()
+    return (customer.card_last4 or None) if customer else None

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
 from bimride.admin import AuditInline
 from rides.models import (
@@ -12,6 +13,39 @@ from rides.models import (
     RideOffer,
     Rider,
 )
+from rides.services import ride_money
+
+BREAKDOWN_ROWS = [
+    ("estimated_fare", "Estimated fare"),
+    ("fare", "Final fare"),
+    ("discount", "Promo discount"),
+    ("total_due", "Total due"),
+    ("authorized", "Authorised"),
+    ("captured", "Captured"),
+    ("released", "Released"),
+    ("extra_charged", "Charged as an extra"),
+    ("waived", "Waived (below the minimum charge)"),
+    ("cancellation_fee", "Cancellation fee"),
+    ("charged", "Charged in all"),
+    ("refunded", "Refunded"),
+    ("net_paid", "Net paid"),
+]
+
+
+def money_table(ride: Ride) -> str:
+    """The ride's money breakdown (`rides.money`) as the admin shows it, in minor units."""
+    body = ride_money(ride).as_dict()
+    rows = [(label, body[name]) for name, label in BREAKDOWN_ROWS]
+    rows += [(f"  {line['label']}", line["amount"]) for line in body["fare_lines"]]
+    promo = f" · promo {body['promo_code']}" if body["promo_code"] else ""
+    settled = "settled" if body["settled"] else "not settled"
+    return format_html(
+        "<table><caption>{} (minor units) · {}{}</caption>{}</table>",
+        body["currency"].upper(),
+        settled,
+        promo,
+        format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", rows),
+    )
 
 
 @admin.register(Rider)
@@ -45,7 +79,11 @@ class RideAdmin(admin.ModelAdmin):
     date_hierarchy = "requested_at"
     raw_id_fields = ["rider", "driver"]
     inlines = [RideEventInline]
-    readonly_fields = ["requested_at"]
+    readonly_fields = ["requested_at", "money"]
+
+    @admin.display(description="money")
+    def money(self, ride: Ride) -> str:
+        return money_table(ride)
 
 
 @admin.register(RideOffer)

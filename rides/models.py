@@ -77,6 +77,9 @@ class Ride(models.Model):
     fare_amount = models.PositiveIntegerField(null=True, blank=True)  # minor units, final
     currency = models.CharField(max_length=3)
     payment_status = models.CharField(max_length=20, default="none")
+    # What the payments app recorded of the ride's payments (`rides.money.Charges` as a dict),
+    # written by it through `ride_set_payment_status`; `rides.money` reads it.
+    charges = models.JSONField(default=dict, blank=True, editable=False)
     receipt_status = models.CharField(
         max_length=20, choices=ReceiptStatus.choices, default=ReceiptStatus.NONE
     )
@@ -219,12 +222,6 @@ class PromoCode(models.Model):
 
     def __str__(self) -> str:
         return self.code
-
-    def discount_on(self, amount: int) -> int:
-        """The discount on `amount` minor units (never more than the amount)."""
-        if self.kind == self.Kind.PERCENT:
-            return min(amount, amount * self.value // 100)
-        return min(amount, self.value)
 
 
 class PromoRedemption(models.Model):

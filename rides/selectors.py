@@ -20,7 +20,7 @@ def role_of(user: AbstractBaseUser) -> str | None:
 
 def ride_list_for(*, user: AbstractBaseUser) -> QuerySet[Ride]:
     """Staff see every ride, a rider their own, a driver those offered to or taken by them."""
-    rides = Ride.objects.select_related("rider", "driver")
+    rides = Ride.objects.select_related("rider", "driver", "promo__promo")
     role = role_of(user)
     if role == "staff":
         return rides

@@ -15,6 +15,7 @@ from bimride.fields import (
 from bimride.jobs.selectors import job_summaries_of
 from bimride.jobs.serializers import JobSummarySerializer
 from rides.models import Ride
+from rides.services import ride_money
 
 
 class CoordinateField(StrictFloatField):
@@ -87,6 +88,41 @@ class MoneySerializer(serializers.Serializer):
     currency = serializers.CharField()
 
 
+class FareLineSerializer(serializers.Serializer):
+    label = serializers.ChoiceField(choices=["base", "distance", "time"])
+    amount = serializers.IntegerField()
+
+
+class BreakdownSerializer(serializers.Serializer):
+    """A ride's money (`rides.money`), every amount in minor units of `currency`: what the ride
+    costs, what its promo takes off, and what the card was charged. Shown to the ride's rider
+    and to staff; null for its driver."""
+
+    currency = serializers.CharField()
+    estimated_fare = serializers.IntegerField()
+    fare = serializers.IntegerField(
+        allow_null=True, help_text="The final fare; null until completed."
+    )
+    fare_lines = FareLineSerializer(
+        many=True, help_text="Base, distance and time: add up to `fare`."
+    )
+    promo_code = serializers.CharField(allow_null=True)
+    discount = serializers.IntegerField(help_text="The promo's discount on the final fare.")
+    total_due = serializers.IntegerField(
+        allow_null=True, help_text="fare - discount; null until completed."
+    )
+    authorized = serializers.IntegerField(help_text="Held on the card when the ride was requested.")
+    captured = serializers.IntegerField(help_text="Taken from the authorisation.")
+    released = serializers.IntegerField(help_text="Of the authorisation, given back.")
+    extra_charged = serializers.IntegerField(help_text="Charged on top: the fare above the hold.")
+    waived = serializers.IntegerField(help_text="An excess below the minimum charge, not charged.")
+    cancellation_fee = serializers.IntegerField()
+    refunded = serializers.IntegerField()
+    settled = serializers.BooleanField(help_text="The total due has been taken.")
+    charged = serializers.IntegerField(help_text="captured + extra_charged + cancellation_fee")
+    net_paid = serializers.IntegerField(help_text="charged - refunded")
+
+
 # A ride as the API shows it: its fields are declared here for the OpenAPI schema, its bodies
 # built by `ride_body` and `ride_bodies` from values already read.
 class RideSerializer(serializers.ModelSerializer):
@@ -97,6 +133,7 @@ class RideSerializer(serializers.ModelSerializer):
     fare = MoneySerializer(read_only=True, allow_null=True)
     estimated_fare = MoneySerializer(read_only=True)
     jobs = JobSummarySerializer(read_only=True, many=True)
+    money = BreakdownSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Ride
@@ -104,20 +141,21 @@ class RideSerializer(serializers.ModelSerializer):
             "id", "status", "rider", "driver", "pickup", "dropoff", "requested_at",
             "accepted_at", "started_at", "completed_at", "cancelled_at", "distance_km",
             "duration_min", "estimated_fare", "fare", "payment_status", "receipt_status", "jobs",
+            "money",
         ]  # fmt: skip
         read_only_fields = fields
 
     def to_representation(self, ride: Ride) -> dict:
-        return ride_body(ride)
+        return ride_body(ride, viewer=self.context["request"].user)
 
 
 _when = serializers.DateTimeField().to_representation  # ISO 8601 in TIME_ZONE, as DRF writes it
 CENT = Decimal("0.01")
 
 
-def ride_body(ride: Ride, jobs: list[dict] | None = None) -> dict:
-    """The ride's answer (`RideSerializer`), read from the ride and its rider and driver as
-    loaded; its jobs are read here unless given."""
+def ride_body(ride: Ride, jobs: list[dict] | None = None, *, viewer) -> dict:
+    """The ride's answer (`RideSerializer`) for `viewer`, read from the ride and its rider and
+    driver as loaded; its jobs are read here unless given. Its money is the rider's and staff's."""
     if jobs is None:
         jobs = job_summaries_of(subjects=[f"ride:{ride.pk}"])[f"ride:{ride.pk}"]
     driver = ride.driver
@@ -141,10 +179,15 @@ def ride_body(ride: Ride, jobs: list[dict] | None = None) -> dict:
         "payment_status": ride.payment_status,
         "receipt_status": ride.receipt_status,
         "jobs": jobs,
+        "money": ride_money(ride).as_dict() if money_visible(ride, viewer) else None,
     }
 
 
-def ride_bodies(rides: list[Ride]) -> list[dict]:
+def money_visible(ride: Ride, viewer) -> bool:
+    return viewer.is_staff or ride.rider.user_id == viewer.pk
+
+
+def ride_bodies(rides: list[Ride], *, viewer) -> list[dict]:
     """`ride_body` of each ride, with all their jobs read in one query."""
     jobs = job_summaries_of(subjects=[f"ride:{ride.pk}" for ride in rides])
-    return [ride_body(ride, jobs[f"ride:{ride.pk}"]) for ride in rides]
+    return [ride_body(ride, jobs[f"ride:{ride.pk}"], viewer=viewer) for ride in rides]

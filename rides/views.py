@@ -72,7 +72,9 @@ class RideListView(ListAPIView):
     serializer_class = RideSerializer
 
     def list(self, request: Request, *args, **kwargs) -> Response:
-        return self.get_paginated_response(ride_bodies(self.paginate_queryset(self.get_queryset())))
+        return self.get_paginated_response(
+            ride_bodies(self.paginate_queryset(self.get_queryset()), viewer=request.user)
+        )
 
 
 class RideListCreateView(RideListView):
@@ -99,7 +101,7 @@ class RideListCreateView(RideListView):
         serializer = RideRequestInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         ride = services.ride_request(rider=request.user.rider, **serializer.validated_data)
-        return Response(ride_body(ride), status=201)
+        return Response(ride_body(ride, viewer=request.user), status=201)
 
 
 class RideDetailView(APIView):
@@ -108,7 +110,7 @@ class RideDetailView(APIView):
     @extend_schema(responses=RideSerializer, examples=examples.DETAIL)
     def get(self, request: Request, ride_id: int) -> Response:
         ride = selectors.ride_get_for(user=request.user, ride_id=ride_id)
-        return Response(ride_body(ride))
+        return Response(ride_body(ride, viewer=request.user))
 
 
 class RideAcceptView(APIView):
@@ -118,7 +120,7 @@ class RideAcceptView(APIView):
     @extend_schema(request=None, responses=RideSerializer, examples=examples.ACCEPTED)
     def post(self, request: Request, ride_id: int) -> Response:
         ride = services.ride_accept(ride_id=ride_id, driver=request.user.driver)
-        return Response(ride_body(ride))
+        return Response(ride_body(ride, viewer=request.user))
 
 
 class RideStartView(APIView):
@@ -128,7 +130,7 @@ class RideStartView(APIView):
     @extend_schema(request=None, responses=RideSerializer, examples=examples.STARTED)
     def post(self, request: Request, ride_id: int) -> Response:
         ride = services.ride_start(ride_id=ride_id, driver=request.user.driver)
-        return Response(ride_body(ride))
+        return Response(ride_body(ride, viewer=request.user))
 
 
 class RideCompleteView(APIView):
@@ -142,7 +144,7 @@ class RideCompleteView(APIView):
         ride = services.ride_complete(
             ride_id=ride_id, driver=request.user.driver, **serializer.validated_data
         )
-        return Response(ride_body(ride))
+        return Response(ride_body(ride, viewer=request.user))
 
 
 class RideCancelView(APIView):
@@ -155,7 +157,7 @@ class RideCancelView(APIView):
         serializer.is_valid(raise_exception=True)
         selectors.ride_get_for(user=request.user, ride_id=ride_id)
         ride = services.ride_cancel(ride_id=ride_id, user=request.user, **serializer.validated_data)
-        return Response(ride_body(ride))
+        return Response(ride_body(ride, viewer=request.user))
 
 
 class DriverAvailabilityView(APIView):

@@ -28,7 +28,7 @@ from payments.services.refunds import (
     refund_request,
     refund_run,
 )
-from payments.services.state import RANK, payment_advance, payment_fail
+from payments.services.state import RANK, payment_advance, payment_fail, payment_settle
 from payments.services.webhooks import webhook_process, webhook_receive
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "payment_authorize",
     "payment_capture",
     "payment_fail",
+    "payment_settle",
     "payment_refundable",
     "payment_release",
     "payout_drivers",

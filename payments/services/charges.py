@@ -19,12 +19,12 @@ from payments.services.state import (
     payment_fail,
     payment_locked,
     payment_note_once,
+    payment_settle,
 )
 from payments.stripe_client import PaymentError
+from rides import money
 from rides import services as ride_services
 from rides.models import Ride, Rider
-
-MIN_CHARGE = 50  # minor units: Stripe's smallest charge in usd/eur; a smaller excess is waived
 
 
 class AuthorizationPending(RuntimeError):
@@ -96,14 +96,15 @@ def payment_authorize(*, ride_id: int, source: str) -> Payment:
     """Authorise the ride's estimated fare (less its promo) on the rider's saved card, once."""
     with transaction.atomic():
         ride = Ride.objects.select_for_update().select_related("rider__user").get(pk=ride_id)
-        amount, discount = ride_services.discounted(ride, ride.estimated_fare)
+        promo = ride_services.promo_of(ride)
+        amount = money.authorization_amount(ride.estimated_fare, promo)
         payment, _ = Payment.objects.get_or_create(
             ride=ride,
             kind=Payment.Kind.RIDE,
             defaults={
                 "rider": ride.rider,
                 "amount": max(amount, 1),
-                "discount": discount,
+                "discount": money.discount_on(ride.estimated_fare, promo),
                 "currency": ride.currency,
             },
         )
@@ -128,29 +129,32 @@ def payment_authorize(*, ride_id: int, source: str) -> Payment:
 
 # --- capture ------------------------------------------------------------------------------------
 def payment_capture(*, ride_id: int, source: str) -> Payment:
-    """Capture the final fare (less the promo) of a completed ride: at most the authorised
-    amount, the excess as a new charge. Safe to run again: Stripe sees the same keys."""
+    """Take a completed ride's total due (`rides.money`): capture it from the authorisation (the
+    rest released), charge an excess on top or waive a small one, then settle the ride, which
+    sends the receipt. Safe to run again: Stripe sees the same keys."""
     with transaction.atomic():
-        ride = Ride.objects.get(pk=ride_id)
+        ride = Ride.objects.select_related("promo__promo").get(pk=ride_id)
         if ride.status != Ride.Status.COMPLETED:
             raise NothingToCapture(f"Ride {ride_id} is {ride.status}, not completed.")
         payment = Payment.objects.select_for_update().filter(ride=ride, kind="ride").first()
         if payment is None or payment.status == S.PENDING:
             raise AuthorizationPending(f"The authorisation of ride {ride_id} is not made yet.")
-        final, _ = ride_services.discounted(ride, ride.fare_amount)
-        to_capture = min(final, payment.amount)
-        if payment.status == S.RELEASED and final == 0:  # the promo covered the whole fare
-            return payment
-        if payment.status != S.AUTHORIZED and RANK[payment.status] < RANK[S.CAPTURED]:
+        due = ride_services.ride_money(ride).total_due
+        authorized = payment.amount if payment.stripe_payment_intent_id else 0
+        plan = money.capture_plan(due, authorized)
+        if (
+            payment.status not in (S.AUTHORIZED, S.RELEASED)
+            and RANK[payment.status] < RANK[S.CAPTURED]
+        ):
             raise NothingToCapture(f"Payment {payment.pk} is {payment.status}: nothing to capture.")
     if payment.status == S.AUTHORIZED:
-        if to_capture > 0:
+        if plan.capture > 0:
             intent = _stripe(
                 payment,
                 stripe_client.intent_capture,
                 source,
                 intent_id=payment.stripe_payment_intent_id,
-                amount=to_capture,
+                amount=plan.capture,
                 key=f"capture:{payment.pk}",
             )
             new, captured = S.CAPTURED, intent["amount_received"]
@@ -163,11 +167,13 @@ def payment_capture(*, ride_id: int, source: str) -> Payment:
             payment = payment_locked(payment.pk)
             if payment.status == S.AUTHORIZED:
                 payment_advance(payment, new, source=source, amount_captured=captured)
-    excess = final - payment.amount
-    if excess >= MIN_CHARGE:
-        _charge(ride, Payment.Kind.EXTRA, excess, source, key_prefix="charge")
-    elif excess > 0:
-        payment_note_once(payment, f"excess of {excess} below the minimum charge: waived", source)
+    if plan.extra:
+        _charge(ride, Payment.Kind.EXTRA, plan.extra, source, key_prefix="charge")
+    elif plan.waived:
+        payment_note_once(
+            payment, f"excess of {plan.waived} below the minimum charge: waived", source
+        )
+    payment_settle(ride_id=ride.pk)
     return payment
 
 

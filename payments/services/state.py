@@ -6,6 +6,7 @@ from django.utils import timezone
 from bimride.jobs.enqueue import publish
 from payments.models import Payment, PaymentEvent
 from rides import services as ride_services
+from rides.models import Ride
 
 S = Payment.Status
 RANK = {
@@ -39,12 +40,38 @@ def payment_advance(payment: Payment, new: str, *, source: str, note: str = "", 
     payment.status, payment.updated_at = new, timezone.now()
     payment.save()
     PaymentEvent.objects.create(payment=payment, old=old, new=new, source=source, note=note)
-    if old != new:
-        _sync_ride(payment, note if new in (S.FAILED, S.DISPUTED) else "")
+    _sync_ride(payment, note if new in (S.FAILED, S.DISPUTED) else "", moved=old != new)
     return True
 
 
-def _sync_ride(payment: Payment, flag: str) -> None:
+RELEASES_REST = (S.RELEASED, S.CAPTURED, S.PARTIALLY_REFUNDED, S.REFUNDED, S.DISPUTED)
+
+
+def ride_charges(ride_id: int) -> dict:
+    """What the ride's payments add up to (`rides.money.Charges` as a dict), with the ride row
+    locked so that two payments of one ride moving at once each record the sum of both."""
+    was = Ride.objects.select_for_update().values_list("charges", flat=True).get(pk=ride_id)
+    charges = {"settled": bool(was.get("settled"))}
+    for payment in Payment.objects.filter(ride_id=ride_id):
+        if payment.kind == Payment.Kind.RIDE:
+            authorized = payment.amount if payment.stripe_payment_intent_id else 0
+            charges["authorized"] = authorized
+            charges["captured"] = payment.amount_captured
+            if payment.status in RELEASES_REST:
+                charges["released"] = authorized - payment.amount_captured
+        elif payment.kind == Payment.Kind.EXTRA:
+            charges["extra"] = payment.amount_captured
+        else:
+            charges["cancellation_fee"] = payment.amount_captured
+        charges["refunded"] = charges.get("refunded", 0) + payment.amount_refunded
+    return charges
+
+
+def _sync_ride(payment: Payment, flag: str, *, moved: bool) -> None:
+    charges = ride_charges(payment.ride_id)
+    if not moved:
+        ride_services.ride_set_payment_status(ride_id=payment.ride_id, charges=charges)
+        return
     if payment.kind == Payment.Kind.RIDE:
         status = payment.status
     elif payment.kind == Payment.Kind.CANCELLATION_FEE:
@@ -52,9 +79,22 @@ def _sync_ride(payment: Payment, flag: str) -> None:
     else:  # an extra charge shows on the ride only when it fails or is disputed
         status = S.FAILED if payment.status == S.FAILED else ""
         status = S.DISPUTED if payment.status == S.DISPUTED else status
-    if status:
-        note = f"payment {payment.pk} ({payment.kind}) {payment.status}: {flag}" if flag else ""
-        ride_services.ride_set_payment_status(ride_id=payment.ride_id, status=status, note=note)
+    note = f"payment {payment.pk} ({payment.kind}) {payment.status}: {flag}" if flag else ""
+    ride_services.ride_set_payment_status(
+        ride_id=payment.ride_id, status=status, charges=charges, note=note if status else ""
+    )
+
+
+@transaction.atomic
+def payment_settle(*, ride_id: int) -> bool:
+    """Record that the completed ride's total due has been taken and publish `payment.settled`
+    (the receipt follows it), once: returns whether this call settled it."""
+    charges = ride_charges(ride_id)
+    if charges["settled"]:
+        return False
+    ride_services.ride_set_payment_status(ride_id=ride_id, charges=charges | {"settled": True})
+    publish("payment.settled", ride_id=ride_id)
+    return True
 
 
 def payment_locked(payment_id: int) -> Payment:

@@ -27,13 +27,19 @@ from rides.services.lifecycle import (
     ride_set_receipt_status,
     ride_start,
 )
-from rides.services.pricing import discounted, distance_km, fare_for, promo_expire, promo_redeem
+from rides.services.pricing import (
+    distance_km,
+    fare_for,
+    promo_expire,
+    promo_of,
+    promo_redeem,
+    ride_money,
+)
 
 __all__ = [
     "HEATMAP_CELL_DEGREES",
     "account_register",
     "account_token",
-    "discounted",
     "distance_km",
     "driver_count",
     "driver_ranking_refresh",
@@ -41,6 +47,8 @@ __all__ = [
     "driver_set_car",
     "driver_update_location",
     "fare_for",
+    "promo_of",
+    "ride_money",
     "heatmap_fold",
     "promo_expire",
     "promo_redeem",

@@ -330,10 +330,17 @@ def ride_set_receipt_status(*, ride_id: int, status: str) -> None:
     Ride.objects.filter(pk=ride_id).update(receipt_status=status)
 
 
-def ride_set_payment_status(*, ride_id: int, status: str, note: str = "") -> None:
-    """Move the ride's payment status (set by the payments app); a `note` (a failed or disputed
-    payment) flags the ride with an event on its audit trail."""
-    Ride.objects.filter(pk=ride_id).update(payment_status=status)
+def ride_set_payment_status(
+    *, ride_id: int, status: str = "", charges: dict | None = None, note: str = ""
+) -> None:
+    """Record the ride's payment status and charges (`rides.money.Charges` as a dict), as the
+    payments app sees them; a `note` (a failed or disputed payment) flags the ride with an event
+    on its audit trail. An empty status or no charges leaves that column as it is."""
+    fields = {"payment_status": status} if status else {}
+    if charges is not None:
+        fields["charges"] = charges
+    if fields:
+        Ride.objects.filter(pk=ride_id).update(**fields)
     if note:
         ride_status = Ride.objects.values_list("status", flat=True).get(pk=ride_id)
         RideEvent.objects.create(ride_id=ride_id, old=ride_status, new=ride_status, note=note[:200])

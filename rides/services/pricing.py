@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bimride.errors import ValidationError
+from rides import money
 from rides.models import PromoCode, PromoRedemption, Ride
 
 
@@ -20,10 +21,15 @@ def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 6371.0 * 2 * math.asin(math.sqrt(a))
 
 
+def tariff() -> money.Tariff:
+    return money.Tariff(
+        base=settings.FARE_BASE, per_km=settings.FARE_PER_KM, per_min=settings.FARE_PER_MIN
+    )
+
+
 def fare_for(*, distance: Decimal | float, minutes: int) -> int:
     """Base + per km + per minute, in minor units."""
-    per_km = Decimal(settings.FARE_PER_KM) * Decimal(str(distance))
-    return int(settings.FARE_BASE + per_km.to_integral_value() + settings.FARE_PER_MIN * minutes)
+    return money.fare(tariff(), distance, minutes)
 
 
 def estimate(pickup: dict, dropoff: dict) -> int:
@@ -54,11 +60,27 @@ def promo_redeem(*, code: str, ride: Ride) -> PromoRedemption:
     return PromoRedemption.objects.create(promo=promo, ride=ride, rider=ride.rider)
 
 
-def discounted(ride: Ride, amount: int) -> tuple[int, int]:
-    """(amount after the ride's promo, discount)."""
-    redemption = PromoRedemption.objects.filter(ride=ride).select_related("promo").first()
-    discount = redemption.promo.discount_on(amount) if redemption else 0
-    return amount - discount, discount
+def promo_of(ride: Ride) -> money.Promo | None:
+    """The promo redeemed on `ride` (`ride.promo`, select it with `promo__promo` for lists)."""
+    try:
+        promo = ride.promo.promo
+    except PromoRedemption.DoesNotExist:
+        return None
+    return money.Promo(code=promo.code, kind=promo.kind, value=promo.value)
+
+
+def ride_money(ride: Ride) -> money.Breakdown:
+    """The ride's money breakdown (`rides.money`): fare, promo, total due and what was charged."""
+    return money.breakdown(
+        currency=ride.currency,
+        estimated_fare=ride.estimated_fare,
+        final_fare=ride.fare_amount,
+        distance_km=ride.distance_km,
+        duration_min=ride.duration_min,
+        tariff=tariff(),
+        promo=promo_of(ride),
+        charges=money.Charges(**ride.charges),
+    )
 
 
 @transaction.atomic

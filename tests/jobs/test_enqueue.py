@@ -142,11 +142,11 @@ def test_an_event_without_subscribers_enqueues_nothing():
 @pytest.mark.django_db
 def test_publish_enqueues_one_job_per_subscriber_in_one_statement():
     with CaptureQueriesContext(connection) as queries:
-        jobs = publish("ride.completed", ride_id=7)
+        jobs = publish("ride.cancelled", ride_id=7, cancelled_by="driver")
     assert len(queries) == 1
     assert sorted(j.name for j in jobs) == [
-        "notifications.send_receipt",
-        "payments.capture_payment",
+        "notifications.send_ride_cancelled",
+        "payments.release_authorization",
     ]
     assert {j.subject for j in jobs} == {"ride:7"}
     assert {j.queue for j in jobs} == {"critical", "default"}

@@ -39,8 +39,10 @@ def postmark(settings, postmark_standin) -> EmailStandin:
 
 
 def completed_ride(rider, **fields) -> Ride:
-    """A ride of `rider` completed a moment ago: 4.20 km in 14 min, a fare of $11.74."""
+    """A ride of `rider` completed a moment ago: 4.20 km in 14 min, a fare of $11.74, taken in
+    full from its authorisation (its charges settled, as payments records them)."""
     now = timezone.now()
+    fare = 250 + 504 + 14 * 30
     values = {
         "status": "completed",
         "driver": DriverFactory(),
@@ -49,8 +51,9 @@ def completed_ride(rider, **fields) -> Ride:
         "completed_at": now,
         "distance_km": Decimal("4.20"),
         "duration_min": 14,
-        "fare_amount": 250 + 504 + 14 * 30,
+        "fare_amount": fare,
         "receipt_status": "pending",
+        "charges": {"authorized": fare, "captured": fare, "settled": True},
     }
     return RideFactory(rider=rider, **(values | fields))
 

@@ -7,7 +7,6 @@ import pytest
 
 from bimride.errors import NotFound
 from notifications import emails
-from notifications.emails import PaymentFacts
 from tests.factories import DriverFactory, RiderFactory, UserFactory
 from tests.notifications.conftest import completed_ride
 
@@ -69,37 +68,30 @@ def test_the_receipt_shows_route_distance_duration_breakdown_and_number(rider):
         assert "4.20 km" in part and "14 min" in part
         for amount in ("$2.50", "$5.04", "$4.20", "$11.74"):
             assert amount in part
-        assert "Discount" not in part and "card ending" not in part  # no payment recorded
+        assert "Discount" not in part and "card ending" not in part  # no card on file
     assert "Base fare: $2.50" in text and "Total: $11.74" in text
 
 
 @pytest.mark.django_db
-def test_the_receipt_reads_the_card_and_discount_from_the_rides_payment(rider):
-    from payments.models import Payment, StripeCustomer
+def test_the_receipt_reads_the_card_and_the_discount_on_the_final_fare(rider):
+    from payments.models import StripeCustomer
     from rides.models import PromoCode, PromoRedemption
 
-    ride = completed_ride(rider)
+    charged = 1174 - 200
+    ride = completed_ride(
+        rider, charges={"authorized": 1000, "captured": 974, "released": 26, "settled": True}
+    )
     StripeCustomer.objects.create(
         rider=rider, customer_id="cus_1", payment_method_id="pm_1", card_last4="4242"
-    )
-    Payment.objects.create(
-        ride=ride, rider=rider, amount=974, discount=200, currency="usd", status="captured"
     )
     promo = PromoCode.objects.create(
         code="WELCOME2", kind="fixed", value=200, usage_limit=10, times_used=1
     )
     PromoRedemption.objects.create(promo=promo, ride=ride, rider=rider)
-    text = emails.render(emails.receipt(ride_id=ride.pk))[0]
-    assert "Discount (WELCOME2): -$2.00" in text and "card ending in 4242" in text
-
-
-@pytest.mark.django_db
-def test_the_receipt_shows_the_discount_and_card_when_payments_knows_them(rider):
-    ride = completed_ride(rider)
-    payment = PaymentFacts(card_last4="4242", discount=200, promo_code="WELCOME2")
-    text, html = emails.render(emails.receipt(ride_id=ride.pk, payment=payment))
+    email = emails.receipt(ride_id=ride.pk)
+    text, html = emails.render(email)
     assert "Discount (WELCOME2): -$2.00" in text and "Total: $9.74" in text
-    assert "card ending in 4242" in text
+    assert "card ending in 4242" in text and email.amount == charged
     assert "-$2.00" in html and "$9.74" in html and "4242" in html
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from bimride.jobs.models import DeadLetter, Job, JobEvent
 from notifications.models import Notification
+from payments.services import payment_settle
 from rides.models import Ride
 from tests.conftest import client_for, wait_until
 from tests.factories import RideFactory, RiderFactory
@@ -35,6 +36,14 @@ def rides_in_progress(driver, count: int) -> list[Ride]:
     ]
 
 
+def complete(client, ride: Ride):
+    """Complete `ride` through the API and settle its charge as the capture job does (no
+    `critical` worker runs here): the receipt follows `payment.settled`."""
+    response = client.post(f"/api/rides/{ride.pk}/complete", COMPLETE_BODY, format="json")
+    payment_settle(ride_id=ride.pk)
+    return response
+
+
 def failed_twice(jobs) -> int:
     """How many of `jobs` have had two attempts fail (and a retry scheduled)."""
     retries = JobEvent.objects.filter(job__in=jobs, state="retrying")
@@ -58,7 +67,7 @@ def test_receipts_survive_a_provider_outage_and_arrive_exactly_once(
     slowest = 0.0
     for ride in rides:
         started = time.monotonic()
-        response = as_driver.post(f"/api/rides/{ride.pk}/complete", COMPLETE_BODY, format="json")
+        response = complete(as_driver, ride)
         slowest = max(slowest, time.monotonic() - started)
         assert response.status_code == 200 and response.data["receipt_status"] == "pending"
     assert slowest < 2.0  # not a benchmark: the request path never waits for the provider
@@ -101,9 +110,7 @@ def test_a_rejected_address_is_dead_lettered_after_one_attempt(start_cluster, pr
     workers_sending_to(start_cluster, provider)
     [ride] = rides_in_progress(driver, 1)
     provider.reject_addresses = {ride.rider.user.email}
-    response = client_for(driver.user).post(
-        f"/api/rides/{ride.pk}/complete", COMPLETE_BODY, format="json"
-    )
+    response = complete(client_for(driver.user), ride)
     assert response.status_code == 200
 
     receipt = Job.objects.filter(name=RECEIPT)

@@ -25,7 +25,7 @@ from tests.rides.conftest import (
 RIDE_KEYS = {
     "id", "status", "rider", "driver", "pickup", "dropoff", "requested_at", "accepted_at",
     "started_at", "completed_at", "cancelled_at", "distance_km", "duration_min",
-    "estimated_fare", "fare", "payment_status", "receipt_status", "jobs",
+    "estimated_fare", "fare", "payment_status", "receipt_status", "jobs", "money",
 }  # fmt: skip
 
 
@@ -153,6 +153,7 @@ def test_the_driver_starts_an_accepted_ride(as_driver, driver):
 
 @pytest.mark.django_db
 def test_completing_a_ride_sets_the_fare_and_publishes_ride_completed(as_driver, driver):
+    """Completion captures the payment; the receipt follows once the charge is settled."""
     ride = make_ride("in_progress", driver=driver)
 
     response = as_driver.post(f"/api/rides/{ride.pk}/complete", COMPLETE_BODY, format="json")
@@ -170,7 +171,7 @@ def test_completing_a_ride_sets_the_fare_and_publishes_ride_completed(as_driver,
     _assert_jobs(
         ride.pk,
         body,
-        {"notifications.send_receipt", "payments.capture_payment"},
+        {"payments.capture_payment"},
     )
     assert ride.analytics_pending  # counted in its day's totals by the every-minute fold
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rides', '0004_ride_analytics_pending'),
+        ('rides', '0005_ride_charges'),
     ]
 
     operations = [

@@ -10,8 +10,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('jobs', '0006_ledger_at_scale'),
-        ('notifications', '0002_tracking_events'),
-        ('rides', '0005_driver_car_ride_arriving'),
+        ('notifications', '0003_notification_amount'),
+        ('rides', '0006_driver_car_ride_arriving'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
