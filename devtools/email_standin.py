@@ -216,21 +216,11 @@ def _handler_for(standin: EmailStandin) -> type[BaseHTTPRequestHandler]:
                 headers = {}
             else:
                 status, headers, data = 404, {}, {"error": "not found"}
-            self._send(status, headers, data)
+            self.send_json(status, headers, data)
 
         def do_GET(self) -> None:  # noqa: N802
             status, data = standin.control(self.path, b"")
-            self._send(status, {}, data)
-
-        def _send(self, status: int, headers: dict, data: dict) -> None:
-            payload = json.dumps(data, default=str).encode() if data else b""
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.send_json(status, {}, data)
 
     return Handler
 

@@ -1,5 +1,6 @@
 """The loopback HTTP server the provider stand-ins (Stripe, Postmark, SendGrid) are built on."""
 
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,3 +54,14 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
         pass
+
+    def send_json(self, status: int, headers: dict, data: dict | None) -> None:
+        """Answer `status` with `headers` and `data` as JSON (no body when `data` is empty)."""
+        payload = json.dumps(data, default=str).encode() if data else b""
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)

@@ -225,27 +225,20 @@ def push_ride_completed(payload: dict, ctx: JobContext) -> dict:
 @job("notifications.push_payment_failed", payload=PaymentFailedPayload, on="payment.failed")
 def push_payment_failed(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider a payment failed, once per payment."""
-    return _pushed(
-        pushes.push_money_event(
-            kind=Kind.PAYMENT_FAILED,
-            ride_id=payload["ride_id"],
-            ref=payload["payment_id"],
-            amount=payload["amount"],
-            currency=payload["currency"],
-        )
-    )
+    return _money_push(Kind.PAYMENT_FAILED, payload, ref=payload["payment_id"])
 
 
 @job("notifications.push_refund_issued", payload=RefundPayload, on="refund.succeeded")
 def push_refund_issued(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider a refund is on its way, once per refund."""
+    return _money_push(Kind.REFUND_ISSUED, payload, ref=payload["refund_id"])
+
+
+def _money_push(kind: str, payload: dict, *, ref: int) -> dict:
+    amount, currency = payload["amount"], payload["currency"]
     return _pushed(
         pushes.push_money_event(
-            kind=Kind.REFUND_ISSUED,
-            ride_id=payload["ride_id"],
-            ref=payload["refund_id"],
-            amount=payload["amount"],
-            currency=payload["currency"],
+            kind=kind, ride_id=payload["ride_id"], ref=ref, amount=amount, currency=currency
         )
     )
 

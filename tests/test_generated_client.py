@@ -62,6 +62,17 @@ def workers(start_cluster, postmark_standin):
     return [start_cluster(queue, **email) for queue in ("critical", "default", "bulk")]
 
 
+def signed_in(api, live_server, user):
+    """The generated client, signed in as `user` with their API token."""
+    return api.AuthenticatedClient(
+        base_url=live_server.url,
+        token=Token.objects.get_or_create(user=user)[0].key,
+        prefix="Token",
+        raise_on_unexpected_status=True,
+        headers=ONE_SHOT,
+    )
+
+
 class Operations:
     """The client's operation modules by operationId (`ops.api_rides_create.sync(...)`)."""
 
@@ -167,14 +178,7 @@ def test_staff_retry_a_dead_letter_with_an_edited_payload_through_the_generated_
     ops = Operations(api)
     dead = enqueue("tests.declined", {"n": 1})
     wait_until(lambda: DeadLetter.objects.filter(job=dead).exists(), what="the dead letter")
-    staff = UserFactory(is_staff=True, is_superuser=True)
-    as_staff = api.AuthenticatedClient(
-        base_url=live_server.url,
-        token=Token.objects.get_or_create(user=staff)[0].key,
-        prefix="Token",
-        raise_on_unexpected_status=True,
-        headers=ONE_SHOT,
-    )
+    as_staff = signed_in(api, live_server, UserFactory(is_staff=True, is_superuser=True))
 
     listed = ops.api_ops_dead_letters_list.sync(client=as_staff)
     letter = next(d for d in listed.results if d.job.id == dead.pk)
@@ -207,14 +211,7 @@ def test_an_app_registers_its_phone_and_chooses_its_notifications_through_the_ge
 ):
     api, models = client_package, client_package.models
     ops = Operations(api)
-    rider = UserFactory()
-    as_rider = api.AuthenticatedClient(
-        base_url=live_server.url,
-        token=Token.objects.get_or_create(user=rider)[0].key,
-        prefix="Token",
-        raise_on_unexpected_status=True,
-        headers=ONE_SHOT,
-    )
+    as_rider = signed_in(api, live_server, UserFactory())
     body = models.DeviceInputRequest(
         token="fcm-registration-token", platform=models.PlatformEnum.IOS, locale="de-DE"
     )
