@@ -10,7 +10,8 @@ very code. FCM's answers map to ours:
 - 404 `UNREGISTERED` (and 400 naming the token invalid): `Unregistered`, the token is dead;
 - 429 `QUOTA_EXCEEDED`: `Throttled`, retried no sooner than its `Retry-After`;
 - 500, 503, a timeout, a refused connection: raised as they are, to be retried;
-- any other 4xx (a malformed message, a sender id mismatch): `PushRejected`, never retried.
+- any other 4xx (a malformed message, a sender id mismatch), and a token exchange refused for
+  good (a wrong or revoked key): `PushRejected`, never retried.
 """
 
 import json
@@ -126,8 +127,7 @@ def send(message: Message) -> str:
     try:
         response = _session(info).post(url, json=message.as_fcm(), timeout=settings.FCM_TIMEOUT)
     except RefreshError as error:
-        status = _refresh_status(error)
-        if status is not None and 400 <= status < 500 and status != 429:
+        if not error.retryable:  # a wrong key, a revoked account: no retry fixes it
             raise PushRejected(f"FCM's token exchange refused the service account: {error}")
         raise ConnectionError(f"FCM's token exchange failed: {error}") from error
     except TransportError as error:
@@ -135,13 +135,6 @@ def send(message: Message) -> str:
     if response.status_code == 200:
         return str(response.json()["name"])
     raise _error_of(response)
-
-
-def _refresh_status(error: RefreshError) -> int | None:
-    for arg in error.args:
-        if isinstance(arg, dict) and isinstance(arg.get("status"), int):
-            return arg["status"]
-    return None
 
 
 def _error_of(response: requests.Response) -> Exception:

@@ -272,6 +272,8 @@ def _why_not(push: Push, device: Device | None, ride: Ride | None, now) -> tuple
     """(status, reason) of a push that must not be sent now, or None to send it."""
     if device is None or not device.active:
         return Status.SKIPPED, "The device was deactivated or removed."
+    if device.user_id != push.user_id:  # its token was registered again, by another account
+        return Status.SKIPPED, "The device changed hands since the push was written."
     if now >= push.expires_at:
         return Status.EXPIRED, f"Its time to live ended at {push.expires_at.isoformat()}."
     states = KINDS[push.kind].ride_states

@@ -151,6 +151,29 @@ def test_an_unregistered_token_deactivates_the_device_at_once_without_a_retry(ri
     assert fan_out("ride.started", ride_id=ride.pk) == [job]
 
 
+def test_a_push_to_a_device_that_changed_hands_meanwhile_is_not_sent(
+    rider, other_rider, fcm_standin
+):
+    device_of(rider.user)
+    [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
+    device_of(other_rider.user)  # the same token, registered by another account
+    run_job(job.pk)
+    push = Push.objects.get()
+    assert push.status == "skipped" and "changed hands" in push.error
+    assert fcm_standin.received() == []
+
+
+def test_a_key_the_token_exchange_refuses_fails_the_push_at_once(rider, fcm_standin, settings):
+    account = fcm_standin.service_account() | {"client_email": "someone@else.example"}
+    settings.FCM_CREDENTIALS_JSON = json.dumps(account)
+    device_of(rider.user)
+    [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
+    run_job(job.pk)
+    job.refresh_from_db()
+    assert job.state == "dead" and job.attempts == 1 and "invalid_grant" in job.last_error
+    assert Push.objects.get().status == "failed" and fcm_standin.received() == []
+
+
 # --- retries ------------------------------------------------------------------------------------
 def test_a_429_waits_for_its_retry_after_then_sends_once(rider, fcm_standin, settings):
     settings.JOB_RETRY_SCALE = 1
