@@ -198,37 +198,54 @@ class PushPayload(serializers.Serializer):
     push_id = serializers.IntegerField(min_value=1)
 
 
-@job("notifications.push_driver_assigned", payload=RideAcceptedPayload, on="ride.accepted")
+@job(
+    "notifications.push_driver_assigned",
+    payload=RideAcceptedPayload,
+    on="ride.accepted",
+    subject="ride",
+)
 def push_driver_assigned(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider who is coming: the driver's name, car and ETA."""
     return _pushed(pushes.push_ride_event(kind=Kind.DRIVER_ASSIGNED, ride_id=payload["ride_id"]))
 
 
-@job("notifications.push_driver_arriving", payload=RidePayload, on="ride.driver_arriving")
+@job(
+    "notifications.push_driver_arriving",
+    payload=RidePayload,
+    on="ride.driver_arriving",
+    subject="ride",
+)
 def push_driver_arriving(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider the driver is close to the pickup."""
     return _pushed(pushes.push_ride_event(kind=Kind.DRIVER_ARRIVING, ride_id=payload["ride_id"]))
 
 
-@job("notifications.push_ride_started", payload=RidePayload, on="ride.started")
+@job("notifications.push_ride_started", payload=RidePayload, on="ride.started", subject="ride")
 def push_ride_started(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider the ride has started."""
     return _pushed(pushes.push_ride_event(kind=Kind.RIDE_STARTED, ride_id=payload["ride_id"]))
 
 
-@job("notifications.push_ride_completed", payload=RidePayload, on="ride.completed")
+@job("notifications.push_ride_completed", payload=RidePayload, on="ride.completed", subject="ride")
 def push_ride_completed(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider the ride is over, with its total."""
     return _pushed(pushes.push_ride_event(kind=Kind.RIDE_COMPLETED, ride_id=payload["ride_id"]))
 
 
-@job("notifications.push_payment_failed", payload=PaymentFailedPayload, on="payment.failed")
+@job(
+    "notifications.push_payment_failed",
+    payload=PaymentFailedPayload,
+    on="payment.failed",
+    subject="ride",
+)
 def push_payment_failed(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider a payment failed, once per payment."""
     return _money_push(Kind.PAYMENT_FAILED, payload, ref=payload["payment_id"])
 
 
-@job("notifications.push_refund_issued", payload=RefundPayload, on="refund.succeeded")
+@job(
+    "notifications.push_refund_issued", payload=RefundPayload, on="refund.succeeded", subject="ride"
+)
 def push_refund_issued(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider a refund is on its way, once per refund."""
     return _money_push(Kind.REFUND_ISSUED, payload, ref=payload["refund_id"])
@@ -243,7 +260,7 @@ def _money_push(kind: str, payload: dict, *, ref: int) -> dict:
     )
 
 
-@job("notifications.push_ride_offer", payload=RideOfferPayload, on="ride.offered")
+@job("notifications.push_ride_offer", payload=RideOfferPayload, on="ride.offered", subject="ride")
 def push_ride_offer(payload: dict, ctx: JobContext) -> dict:
     """Tell a driver a ride near them is offered to them."""
     return _pushed(
@@ -251,7 +268,12 @@ def push_ride_offer(payload: dict, ctx: JobContext) -> dict:
     )
 
 
-@job("notifications.push_ride_cancelled", payload=RideCancelledPayload, on="ride.cancelled")
+@job(
+    "notifications.push_ride_cancelled",
+    payload=RideCancelledPayload,
+    on="ride.cancelled",
+    subject="ride",
+)
 def push_ride_cancelled(payload: dict, ctx: JobContext) -> dict:
     """Tell the driver their rider cancelled (a driver who cancelled knows already)."""
     if payload["cancelled_by"] != "rider":

@@ -1,5 +1,5 @@
-"""Ride jobs: matching and the expiry sweep on `critical`; the folds of location pings and of
-completed rides (heatmap, analytics), ranking and promo codes on `bulk`."""
+"""Ride jobs: matching and the expiry and arrival sweeps on `critical`; the folds of location
+pings and of completed rides (heatmap, analytics), ranking and promo codes on `bulk`."""
 
 from datetime import timedelta
 

@@ -45,7 +45,8 @@ DEFAULT_RETRY = RetryPolicy()
 EMAIL_RETRY = RetryPolicy(max_attempts=10, initial=2.0, max_delay=300.0)
 # Payment providers rate-limit: a longer, gentler curve (about two hours in all).
 PAYMENTS_RETRY = RetryPolicy(max_attempts=8, initial=10.0, max_delay=1800.0)
-# Pushes go stale in minutes (each kind has its time to live): retry briskly, for about 5 minutes.
-PUSH_RETRY = RetryPolicy(max_attempts=6, initial=2.0, max_delay=120.0)
+# Pushes ride out an FCM outage of up to about a quarter of an hour; one whose time to live ends
+# first is given up as expired when it next runs, not dead-lettered.
+PUSH_RETRY = RetryPolicy(max_attempts=10, initial=2.0, max_delay=300.0)
 # Tasks of Django's Tasks API, unless one declares its own (`@task(retry=RetryPolicy(...))`).
 TASK_RETRY = DEFAULT_RETRY

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0006_ledger_at_scale'),
+        ('jobs', '0001_job_ledger'),  # the Job table its pushes link to
         ('notifications', '0003_notification_amount'),
         ('rides', '0006_driver_car_ride_arriving'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),

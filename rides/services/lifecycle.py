@@ -304,12 +304,15 @@ def ride_notice_arrivals(*, within_km: float) -> list[int]:
     rides, drivers = Ride._meta.db_table, Driver._meta.db_table
     with connection.cursor() as cursor:
         # The flat-earth distance: exact enough at these few hundred metres.
+        # A ride locked meanwhile (being started or cancelled) is skipped: if it is still
+        # accepted, the next sweep sees it again.
         cursor.execute(
-            f"UPDATE {rides} r SET driver_arriving_at = %s FROM {drivers} d"
-            f" WHERE r.status = %s AND r.driver_arriving_at IS NULL AND d.id = r.driver_id"
-            f" AND d.location_at >= r.accepted_at AND sqrt(power(d.lat - r.pickup_lat, 2)"
-            f" + power((d.lng - r.pickup_lng) * cos(radians(r.pickup_lat)), 2)) * 111.195 <= %s"
-            f" RETURNING r.id",
+            f"UPDATE {rides} SET driver_arriving_at = %s WHERE id IN (SELECT r.id FROM {rides} r"
+            f" JOIN {drivers} d ON d.id = r.driver_id WHERE r.status = %s"
+            f" AND r.driver_arriving_at IS NULL AND d.location_at >= r.accepted_at"
+            f" AND sqrt(power(d.lat - r.pickup_lat, 2) + power((d.lng - r.pickup_lng)"
+            f" * cos(radians(r.pickup_lat)), 2)) * 111.195 <= %s"
+            f" FOR NO KEY UPDATE OF r SKIP LOCKED) RETURNING id",
             [timezone.now(), Ride.Status.ACCEPTED, within_km],
         )
         arriving = sorted(row[0] for row in cursor.fetchall())

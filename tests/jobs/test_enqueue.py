@@ -145,6 +145,7 @@ def test_publish_enqueues_one_job_per_subscriber_in_one_statement():
         jobs = publish("ride.cancelled", ride_id=7, cancelled_by="driver")
     assert len(queries) == 1
     assert sorted(j.name for j in jobs) == [
+        "notifications.push_ride_cancelled",
         "notifications.send_ride_cancelled",
         "payments.release_authorization",
     ]
@@ -153,6 +154,6 @@ def test_publish_enqueues_one_job_per_subscriber_in_one_statement():
     # Each returned job is the row written for it, with its audit event and its broker row.
     stored = {job.pk: (job.name, job.queue) for job in Job.objects.all()}
     assert stored == {job.pk: (job.name, job.queue) for job in jobs}
-    assert JobEvent.objects.filter(job__in=jobs, state="queued").count() == 2
+    assert JobEvent.objects.filter(job__in=jobs, state="queued").count() == 3
     pushed = {job_of(row.payload): row.key for row in OrmQ.objects.all()}
     assert pushed == {job.pk: job.queue for job in jobs}

@@ -154,7 +154,7 @@ def test_a_dead_token_deactivates_its_device_at_once(workers, fcm_standin, phone
 def test_an_arriving_push_held_up_until_the_ride_started_is_not_sent(
     start_cluster, fcm_standin, phones
 ):
-    env = {**fcm_standin.settings(), "JOB_RETRY_SCALE": "0.5"}
+    env = {**fcm_standin.settings(), "JOB_RETRY_SCALE": "0.1"}
     for queue in ("critical", "default"):
         start_cluster(queue, **env)
     as_rider, as_driver = phones
@@ -172,7 +172,9 @@ def test_an_arriving_push_held_up_until_the_ride_started_is_not_sent(
     fcm_standin.set_mode("ok")  # FCM is back: the rider is in the car by now
 
     pushed = wait_for_push(fcm_standin, RIDER_PHONE, 2, "the ride started")
-    wait_until(lambda: arriving.get().status == "stale", what="the arriving push given up")
+    wait_until(
+        lambda: arriving.get().status == "stale", timeout=30, what="the arriving push given up"
+    )
     assert len(pushed) == 2 and pushed[1].startswith("Your ride has started |")
     assert "in_progress" in arriving.get().error
     assert len(fcm_standin.received(token=RIDER_PHONE)) == 2  # never "arriving"

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from bimride.jobs.enqueue import enqueue, publish
 from bimride.jobs.models import DeadLetter, Job
+from bimride.jobs.retry import PUSH_RETRY
 from bimride.jobs.runner import run_job
 from bimride.jobs.services import deadletter_retry
 from notifications import pushes
@@ -218,7 +219,7 @@ def test_when_retries_run_out_the_push_fails_and_its_dead_letter_sends_it(rider,
     device_of(rider.user)
     fcm_standin.set_mode("503")
     [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
-    for _ in range(6):
+    for _ in range(PUSH_RETRY.max_attempts):
         run_job(job.pk)
     assert state(job) == "dead" and Push.objects.get().status == "failed"
     fcm_standin.set_mode("ok")
