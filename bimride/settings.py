@@ -163,16 +163,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-# Failed sign-ins are counted per account and, separately, per address: an account is locked
-# after LOGIN_FAILURE_LIMIT failures from anywhere, an address after as many failures on any
-# accounts, so one address guessing across accounts locks itself, not every account. The
-# counts live in the database (shared by every web process) and lapse LOGIN_COOLOFF_MINUTES
-# after the last failure; a success forgets the account's failures from that address;
-# attempts refused while locked out do not extend the lock.
-AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# Failed sign-ins lock in layers (bimride.access.lockout says how; the README why these figures):
+# the account from one address after LOGIN_FAILURE_LIMIT failures (django-axes' own lock); the
+# address, at any accounts, after LOGIN_ADDRESS_FAILURE_LIMIT (sized for carrier NAT: thousands
+# of riders behind one address); the account, from any addresses, after
+# LOGIN_ACCOUNT_FAILURE_LIMIT, refused only where its owner has not signed in before (staff:
+# after LOGIN_FAILURE_LIMIT, everywhere). The counts live in the database (shared by every web
+# process) and lapse LOGIN_COOLOFF_MINUTES after the last failure; a success forgets the
+# account's failures from that address; attempts refused while locked do not extend the lock.
+AXES_HANDLER = "bimride.access.lockout.LayeredLockoutHandler"
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", 100)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env.int("LOGIN_ACCOUNT_FAILURE_LIMIT", 20)
+LOGIN_KNOWN_ADDRESS_DAYS = env.int("LOGIN_KNOWN_ADDRESS_DAYS", 90)
 # Not axes' reset, which forgets every failure of the account or the address: a success on
 # one's own account would wipe the guesses at another from the same address (bimride.access).
 AXES_RESET_ON_SUCCESS = False
