@@ -71,10 +71,12 @@ def _counted(lock: str, username: str | None, ip_address: str | None):
 
 
 def failures(lock: str, username: str | None, ip_address: str | None) -> int:
+    """How many live failures count towards a lock of this kind."""
     return _counted(lock, username, ip_address).aggregate(n=Sum("failures_since_start"))["n"] or 0
 
 
 def is_known_address(user_id: int, ip_address: str | None) -> bool:
+    """The account signed in from this address within LOGIN_KNOWN_ADDRESS_DAYS."""
     since = timezone.now() - timedelta(days=settings.LOGIN_KNOWN_ADDRESS_DAYS)
     return KnownAddress.objects.filter(
         user_id=user_id, ip_address=ip_address, last_signed_in_at__gte=since
