@@ -7,6 +7,7 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
+        from notifications import checks  # noqa: F401 - registers the deploy checks
         from notifications.tasks import expect_receipt
         from notifications.webhooks import on_tracking
         from rides.signals import ride_completing
