@@ -27,8 +27,8 @@ class JobDetailView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses=JobSerializer, examples=examples.JOB_STATUS)
-    def get(self, request: Request, job_id: int) -> Response:
-        job = selectors.job_get_for(user=request.user, job_id=job_id)
+    def get(self, request: Request, job_id: int | None = None, job_uid=None) -> Response:
+        job = selectors.job_get_for(user=request.user, job_id=job_id, job_uid=job_uid)
         return Response(JobSerializer(job).data)
 
 
