@@ -35,8 +35,9 @@ def test_a_task_enqueued_in_a_transaction_that_rolls_back_leaves_nothing(start_c
     kept = add.enqueue(2, 3)  # the workers are up: had the first been pushed, it would run too
     wait_until(lambda: finished(kept), what="the second task to finish")
     assert kept.status == SUCCESSFUL and kept.return_value == 5
-    assert list(Job.objects.values_list("pk", flat=True)) == [Job.objects.get(uid=kept.id).pk]
-    assert set(JobEvent.objects.values_list("job_id", flat=True)) == {Job.objects.get(uid=kept.id).pk}
+    kept_pk = Job.objects.get(uid=kept.id).pk
+    assert list(Job.objects.values_list("pk", flat=True)) == [kept_pk]
+    assert set(JobEvent.objects.values_list("job_id", flat=True)) == {kept_pk}
 
 
 def test_a_result_moves_from_ready_through_running_to_successful(start_cluster):
