@@ -68,7 +68,7 @@ class TaskArgumentsError(TypeError):
     """Arguments that would not survive a JSON round trip; raised at enqueue, nothing stored."""
 
 
-class TaskReturnValueError(PermanentError):
+class TaskReturnValueError(PermanentError, TypeError):
     """A task returned what JSON cannot hold: the attempt fails for good (no retry mends it)."""
 
     code = "task_return_value"
