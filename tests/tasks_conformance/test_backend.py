@@ -72,7 +72,9 @@ def stored_row(path: str, **fields) -> Job:
 
 def test_the_default_backend_is_this_backend_with_no_options():
     assert default_task_backend == task_backends["default"]
-    assert isinstance(default_task_backend, JobBackend) and default_task_backend.alias == "default"
+    assert (
+        isinstance(task_backends["default"], JobBackend) and default_task_backend.alias == "default"
+    )
     assert default_task_backend.options == {}
     assert list(default_task_backend.check()) == []
 
@@ -80,7 +82,11 @@ def test_the_default_backend_is_this_backend_with_no_options():
 def test_the_decorator_makes_tasks_with_the_references_defaults():
     for declared in (tasks.noop, tasks.noop_async, tasks.meaning_of_life):
         assert isinstance(declared, Task)
-        assert (declared.priority, declared.queue_name, declared.backend) == (0, "default", "default")
+        assert (declared.priority, declared.queue_name, declared.backend) == (
+            0,
+            "default",
+            "default",
+        )
         assert declared.run_after is None and not declared.takes_context
     assert tasks.noop.name == "noop" and tasks.noop_async.name == "noop_async"
     assert tasks.noop.module_path == "tests.tasks_conformance.tasks.noop"
@@ -196,7 +202,9 @@ def test_using_an_unknown_or_unimportable_backend_is_an_invalid_backend():
     tasks_setting = {"default": {"BACKEND": "bimride.jobs.backend.JobBackend"}}
     tasks_setting["missing"] = {"BACKEND": "does.not.exist"}
     with override_settings(TASKS=tasks_setting):
-        with pytest.raises(InvalidTaskBackendError, match="Could not find backend 'does.not.exist'"):
+        with pytest.raises(
+            InvalidTaskBackendError, match="Could not find backend 'does.not.exist'"
+        ):
             tasks.noop.using(backend="missing")
 
 
