@@ -201,8 +201,9 @@ def test_using_an_unknown_or_unimportable_backend_is_an_invalid_backend():
         tasks.noop.using(backend="unknown")
     tasks_setting = {"default": {"BACKEND": "bimride.jobs.backend.JobBackend"}}
     tasks_setting["missing"] = {"BACKEND": "does.not.exist"}
-    with override_settings(TASKS=tasks_setting), pytest.raises(
-        InvalidTaskBackendError, match="Could not find backend 'does.not.exist'"
+    with (
+        override_settings(TASKS=tasks_setting),
+        pytest.raises(InvalidTaskBackendError, match="Could not find backend 'does.not.exist'"),
     ):
         tasks.noop.using(backend="missing")
 
