@@ -108,3 +108,8 @@ def writes_then_fails_unwrapped(n):
     """The default, as the reference runs a task: no transaction, its write stays."""
     _write_effect(n)
     raise RuntimeError("after the write")
+
+
+def plain_function():
+    """Not a task until a test declares it one (under the backend options it tries)."""
+    return "plain"
