@@ -140,7 +140,7 @@ def test_a_task_runs_outside_a_transaction_unless_it_asks_for_one(start_cluster)
     assert effects() == [(2, 1)]  # the atomic task's write was rolled back with its failure
 
 
-# --- queues, backends, run_after, priorities -------------------------------------------------------
+# --- queues, backends, run_after, priorities ---------------------------------------------
 
 
 def test_a_worker_runs_only_its_own_queues_tasks(start_cluster):
