@@ -25,6 +25,7 @@ from inspect import iscoroutinefunction
 from types import NoneType
 
 from asgiref.sync import async_to_sync
+from django.apps import apps
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core import checks
@@ -196,6 +197,12 @@ class JobBackend(BaseTaskBackend):
 
     def check(self, **kwargs):
         yield from super().check(**kwargs)
+        if not apps.is_installed("bimride.jobs"):
+            yield checks.Error(
+                f"TASKS[{self.alias!r}] runs tasks as jobs, but the job system is not installed.",
+                hint="Add 'bimride.jobs' to INSTALLED_APPS.",
+                id="bimride.jobs.E002",
+            )
         unserved = sorted(set(self.queues or ["(any)"]) - set(settings.JOB_QUEUES))
         if unserved:
             yield checks.Error(

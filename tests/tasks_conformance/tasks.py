@@ -113,3 +113,8 @@ def writes_then_fails_unwrapped(n):
 def plain_function():
     """Not a task until a test declares it one (under the backend options it tries)."""
     return "plain"
+
+
+def plain_function_under_options():
+    """Not a task until the options test declares it one."""
+    return "plain"

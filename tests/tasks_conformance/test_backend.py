@@ -33,7 +33,7 @@ from django_tasks.exceptions import (
 from django_tasks.signals import task_enqueued
 
 from bimride.jobs import registry
-from bimride.jobs.backend import JobBackend, MissingTask
+from bimride.jobs.backend import JobBackend, JobTask, MissingTask
 from bimride.jobs.models import Job
 from bimride.jobs.retry import RetryPolicy
 from bimride.jobs.runner import run_job
@@ -103,6 +103,24 @@ def test_a_task_the_reference_refuses_is_refused_where_it_is_declared():
         task()(any)
     with pytest.raises(InvalidTaskError, match="does not have a first argument of 'context'"):
         task(takes_context=True)(tasks.meaning_of_life.func)
+
+
+def test_the_check_asks_for_the_job_system_to_be_installed(settings):
+    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "bimride.jobs"]
+    (error,) = default_task_backend.check()
+    assert error.id == "bimride.jobs.E002" and "bimride.jobs" in error.hint
+
+
+def test_the_tasks_extras_have_defaults_and_unknown_ones_are_refused():
+    plain = task()(tasks.plain_function)
+    assert isinstance(plain, JobTask) and isinstance(plain, Task)
+    assert (plain.retry, plain.atomic, plain.timeout) == (None, None, 60)
+    custom = task(priority=10, queue_name="critical", timeout=5)(tasks.plain_function)
+    assert (custom.priority, custom.queue_name, custom.timeout) == (10, "critical", 5)
+    assert not custom.takes_context and custom.run_after is None
+    assert isinstance(tasks.noop.get_backend(), JobBackend)
+    with pytest.raises(TypeError):
+        task(unknown_param=123)(tasks.plain_function)
 
 
 @override_settings(TASKS={})
@@ -427,3 +445,35 @@ def test_timedelta_run_after_is_kept_to_the_microsecond():
     later = timezone.now() + timedelta(hours=1)
     result = tasks.noop.using(run_after=later).enqueue()
     assert default_task_backend.get_result(result.id).task.run_after == later
+
+
+def test_a_job_delivered_twice_runs_once():
+    result = tasks.meaning_of_life.enqueue()
+    run_job(job_of(result).pk)
+    run_job(job_of(result).pk)  # a duplicate delivery: the claim matches nothing
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_other_connections_see_every_committed_result():
+    first, second = tasks.noop.enqueue(), tasks.noop.enqueue()
+    with psycopg.connect(direct_database_url(), autocommit=True) as other:
+        rows = other.execute("SELECT uid::text FROM jobs_job").fetchall()
+    assert {row[0] for row in rows} == {first.id, second.id}
+
+
+@differs("Pruning", "retention prunes finished jobs daily; there is no prune command")
+def test_a_command_prunes_finished_results():
+    """The reference: prune_db_task_results with --queue-name, --min-age-days,
+    --failed-min-age-days, --dry-run; running and recent tasks kept."""
+
+
+@differs("Database, admin", "PostgreSQL only: SQLite's and MySQL's locking do not apply")
+def test_an_exclusive_transaction_is_taken_on_sqlite():
+    """The reference: exclusive_transaction() and connection_requires_manual_exclusive_..."""
+
+
+@differs("Database, admin", "tasks are jobs in the job admin")
+def test_the_results_admin_shows_run_after():
+    """The reference: DBTaskResultAdmin shows run_after, empty for none."""
