@@ -132,6 +132,11 @@ def spawn_worker_without_module_value(self):
     self.spawn_process(q2compat.worker, self.task_queue, self.result_queue, timer, self.timeout)
 
 
+# a worker as an upgrade might define it: the timer no longer third, no post_spawn sent
+UPGRADED_WORKER = [
+    (q2compat, "worker", worker_taking_the_timeout_third),
+    (q2compat.cluster, "worker", worker_taking_the_timeout_third),
+]
 UPGRADES = {
     "another version": ("version", [(q2compat, "SUPPORTED_VERSION", "1.12.0")]),
     "Value made elsewhere": (
@@ -146,13 +151,7 @@ UPGRADES = {
         "timer's process",
         [(q2compat.Sentinel, "spawn_process", spawn_process_with_keywords)],
     ),
-    "timer no longer third": (
-        "timer's process",
-        [
-            (q2compat, "worker", worker_taking_the_timeout_third),
-            (q2compat.cluster, "worker", worker_taking_the_timeout_third),
-        ],
-    ),
+    "timer no longer third": ("timer's process", UPGRADED_WORKER),
     "queue without _reader.poll": (
         "task queue",
         [(multiprocessing.connection.Connection, "poll", None)],
@@ -162,13 +161,7 @@ UPGRADES = {
         "stopping",
         [(q2compat.Cluster, "sig_handler", spawn_process_with_keywords)],
     ),
-    "worker without post_spawn": (
-        "stopping",
-        [
-            (q2compat, "worker", worker_taking_the_timeout_third),
-            (q2compat.cluster, "worker", worker_taking_the_timeout_third),
-        ],
-    ),
+    "worker without post_spawn": ("stopping", UPGRADED_WORKER),
 }
 
 

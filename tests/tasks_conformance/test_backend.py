@@ -30,7 +30,6 @@ from django_tasks.exceptions import (
     TaskResultDoesNotExist,
     TaskResultMismatch,
 )
-from django_tasks.signals import task_enqueued
 
 from bimride.jobs import registry
 from bimride.jobs.backend import JobBackend, JobTask, MissingTask
@@ -44,18 +43,6 @@ from tests.tasks_conformance.conftest import differs, job_of
 pytestmark = pytest.mark.django_db
 
 READY, FAILED = TaskResultStatus.READY, TaskResultStatus.FAILED
-
-
-@pytest.fixture
-def enqueued_signals():
-    received = []
-
-    def receive(sender, task_result, **kwargs):
-        received.append((sender, task_result))
-
-    task_enqueued.connect(receive, dispatch_uid="conformance")
-    yield received
-    task_enqueued.disconnect(dispatch_uid="conformance")
 
 
 def stored_row(path: str, **fields) -> Job:
@@ -134,7 +121,7 @@ def test_without_backends_enqueueing_is_an_invalid_backend():
 
 @pytest.mark.parametrize("declared", [tasks.noop, tasks.noop_async], ids=["sync", "async"])
 def test_enqueue_writes_one_row_and_answers_a_ready_result(
-    declared, enqueued_signals, django_assert_num_queries
+    declared, signals_seen, django_assert_num_queries
 ):
     with django_assert_num_queries(1):
         result = declared.enqueue(1, two=3)
@@ -147,7 +134,7 @@ def test_enqueue_writes_one_row_and_answers_a_ready_result(
         result.return_value  # noqa: B018
     assert result.task == declared and (result.args, result.kwargs) == ([1], {"two": 3})
     assert result.errors == [] and result.worker_ids == [] and result.backend == "default"
-    assert enqueued_signals == [(JobBackend, result)]
+    assert signals_seen == [("enqueued", JobBackend, result.id, READY)]
 
 
 def test_aenqueue_answers_the_same_result():

@@ -13,7 +13,6 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 from django_tasks import TaskResultStatus, default_task_backend, task
-from django_tasks.signals import task_enqueued, task_finished, task_started
 
 from bimride.jobs import broker, registry
 from bimride.jobs.backend import JobBackend
@@ -31,7 +30,6 @@ pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
 READY, RUNNING = TaskResultStatus.READY, TaskResultStatus.RUNNING
 SUCCESSFUL, FAILED = TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED
-SIGNALS = {"enqueued": task_enqueued, "started": task_started, "finished": task_finished}
 
 
 def wait_finished(*results, timeout: float = 20.0) -> None:
@@ -375,28 +373,13 @@ def test_options_set_the_attempts_and_transaction_of_tasks_without_their_own():
         assert job_of(result).max_attempts == 3
 
 
-def test_signals_follow_each_attempt_sent_by_the_backend():
-    seen = []
-
-    def receive(signal_name):
-        def receiver(sender, task_result, **kwargs):
-            seen.append((signal_name, sender, task_result.id, task_result.status))
-
-        return receiver
-
-    receivers = {sent: receive(name) for name, sent in SIGNALS.items()}
-    for sent, receiver in receivers.items():
-        sent.connect(receiver)
-    try:
-        ok, failing = tasks.noop.enqueue(), tasks.raises_system_exit.enqueue()
-        run_job(job_of(ok).pk)
-        run_job(job_of(failing).pk)
-    finally:
-        for sent, receiver in receivers.items():
-            sent.disconnect(receiver)
-    assert [(name, result_id, status) for name, _, result_id, status in seen] == [
+def test_signals_follow_each_attempt_sent_by_the_backend(signals_seen):
+    ok, failing = tasks.noop.enqueue(), tasks.raises_system_exit.enqueue()
+    run_job(job_of(ok).pk)
+    run_job(job_of(failing).pk)
+    assert [(name, result_id, status) for name, _, result_id, status in signals_seen] == [
         ("enqueued", ok.id, READY), ("enqueued", failing.id, READY),
         ("started", ok.id, RUNNING), ("finished", ok.id, SUCCESSFUL),
         ("started", failing.id, RUNNING), ("finished", failing.id, FAILED),
     ]  # fmt: skip
-    assert {sender for _, sender, _, _ in seen} == {JobBackend}
+    assert {sender for _, sender, _, _ in signals_seen} == {JobBackend}
