@@ -401,6 +401,8 @@ def test_a_tasks_job_shows_in_the_api_the_command_line_the_queues_and_the_metric
     assert (body["name"], body["queue"], body["state"], body["priority"]) == (
         "tests.tasktypes.add", "bulk", "queued", 0,
     )  # fmt: skip
+    assert body["uid"] == result.id and body["id"] == pk_of(result)
+    assert as_staff.get(f"/api/jobs/{pk_of(result)}").json() == body  # its integer id too
     out = StringIO()
     call_command("jobs", "list", "--name", "tests.tasktypes.add", stdout=out)
     assert f"#{pk_of(result)}" in out.getvalue()

@@ -224,10 +224,7 @@ def test_a_queue_outside_the_backends_queues_is_refused_at_enqueue():
     assert not Job.objects.exists()
 
 
-@pytest.mark.skip(
-    reason="deliberate difference (README, Tasks API, 'Differences from the reference', row"
-    " 'QUEUES: []'): a queue must be one a worker serves, QUEUES: [] allows any of them"
-)
+@differs("QUEUES: []", "a queue must be one a worker serves: QUEUES: [] allows any of those")
 def test_an_empty_queues_list_accepts_any_queue_name():
     """The reference: QUEUES: [] bypasses the queue check (any name, even one never served)."""
 
