@@ -46,7 +46,8 @@ def obey_stop_signals(signals=(signal.SIGTERM,)) -> None:
 
 @contextlib.contextmanager
 def obeying_stop_signals(signals=(signal.SIGINT, signal.SIGTERM)):
-    """Within the block, `signals` stop this process as in a worker; then as they did."""
+    """Within the block, `signals` stop this process as in a worker (the exception leaves the
+    block); then they do as they did."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -57,3 +58,4 @@ def obeying_stop_signals(signals=(signal.SIGINT, signal.SIGTERM)):
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _received.clear()

@@ -1,6 +1,8 @@
 """The tasks the conformance suite enqueues: one per behaviour the reference suites exercise
 (a no-op, a value, each kind of failure, a hang, context), declared as a user declares them."""
 
+import os
+import signal
 import sys
 import time
 
@@ -118,3 +120,10 @@ def plain_function():
 def plain_function_under_options():
     """Not a task until the options test declares it one."""
     return "plain"
+
+
+@task()
+def interrupts_its_process():
+    """Sends its own process SIGINT, as a Ctrl-C would, and waits for it to arrive."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)

@@ -14,7 +14,7 @@ from django.test import override_settings
 from django.utils import timezone
 from django_tasks import TaskResultStatus, default_task_backend, task
 
-from bimride.jobs import broker, registry
+from bimride.jobs import broker, registry, shutdown
 from bimride.jobs.backend import JobBackend
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.relay import relay
@@ -324,6 +324,22 @@ def test_a_second_ctrl_c_stops_the_running_task_at_once(start_cluster):
     result.refresh()
     assert result.status == FAILED and result.errors[0].exception_class is SystemExit
     assert "Stopped by SIGTERM" in result.errors[0].traceback
+
+
+def test_a_real_ctrl_c_stops_the_process_where_a_tasks_own_keyboard_interrupt_does_not():
+    own = tasks.raises_keyboard_interrupt.enqueue()
+    run_job(job_of(own).pk)  # Python's own SIGINT handler here: nothing told this process to stop
+    own.refresh()
+    assert own.status == FAILED and own.errors[0].exception_class is KeyboardInterrupt
+
+    real = tasks.interrupts_its_process.enqueue()
+    with pytest.raises(KeyboardInterrupt), shutdown.obeying_stop_signals():  # as runjob --sync
+        run_job(job_of(real).pk)
+    real.refresh()
+    assert real.status == FAILED and real.errors[0].exception_class is KeyboardInterrupt
+    assert (
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler and not shutdown.requested()
+    )
 
 
 # --- logging --------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ class Command(BaseCommand):
                 job = enqueue(name, data)
                 if sync:
                     self.stdout.write(f"running job {job.pk} ({name}) here")
-                    with shutdown.obeying_stop_signals():  # Ctrl-C stops it, recorded
+                    with shutdown.obeying_stop_signals():  # a Ctrl-C still stops it
                         run_job(job.pk)
         except registry.JobPayloadError as error:
             raise CommandError(str(error)) from None
