@@ -1,8 +1,10 @@
 """Scenario 4 of `bench.reliability`: bad input. schemathesis runs every one of its checks over
 /api/schema/ (examples, coverage, fuzzing, and the stateful phase that follows the schema's
 links) as anonymous, a rider, a driver and staff: no answer may be a 5xx or undocumented, valid
-input must be accepted and invalid input refused. Then hand-made malformed bodies, oversized
-bodies and wrong content types."""
+input must be accepted and invalid input refused (its negative cases include malformed path
+parameters). Then hand-made malformed bodies, oversized bodies and wrong content types, and
+malformed ids in every path with a parameter, by every method, as rider, driver and staff,
+against this web process (DEBUG off) and one with DEBUG on: each a JSON 404 `not_found`."""
 
 import json
 import re
@@ -156,6 +158,71 @@ MALFORMED = [
     ("xml", "application/xml", b"<ride/>"),
 ]
 TARGETS = ["/api/rides", "/api/auth/register", "/api/auth/token", "/api/drivers/me/location"]
+# Path parameters no route matches (URL-encoded as a client would send them).
+MALFORMED_IDS = [
+    "abc",
+    "null",
+    "null,null",
+    "-1",
+    "1.5",
+    "1e3",
+    "0x1f",
+    "%20",
+    "%00",
+    "%E2%80%8B1",  # a zero-width space before the digit
+    "%EF%BC%91",  # a full-width 1
+    "1%3B2",
+    "99999999999999999999",
+    "9223372036854775808",
+    "true",
+]
+
+
+def is_error_shape(response, code: str) -> bool:
+    if not response.headers.get("Content-Type", "").startswith("application/json"):
+        return False
+    error = response.json().get("error")
+    return isinstance(error, dict) and error.get("code") == code and "fields" in error
+
+
+def malformed_paths(base: str, paths: list[tuple[str, str]]) -> tuple[int, list[str]]:
+    """Every malformed id in every parameterised path, by its methods, as each role: 404 in the
+    error shape."""
+    actors = [make_actor(role, "malformed-path") for role in ("rider", "driver", "staff")]
+    failures, sent = [], 0
+    for path, method in paths:
+        for value in MALFORMED_IDS:
+            url = base + re.sub(r"\{[^}]+\}", value, path)
+            for actor in actors:
+                response = requests.request(
+                    method,
+                    url,
+                    data=b"{}" if method != "GET" else None,
+                    headers={
+                        "Authorization": f"Token {actor.token}",
+                        "Content-Type": "application/json",
+                    },
+                    timeout=60,
+                )
+                sent += 1
+                if response.status_code != 404 or not is_error_shape(response, "not_found"):
+                    failures.append(
+                        f"{method} {path} with {value} as {actor.user.username.split('-')[-1]}: "
+                        f"{response.status_code} {response.headers.get('Content-Type')} "
+                        f"{response.text[:100]!r}"
+                    )
+    return sent, failures
+
+
+def parameterised_paths(base: str) -> list[tuple[str, str]]:
+    schema = requests.get(base + "/api/schema/?format=json", timeout=60).json()
+    return [
+        (path, method.upper())
+        for path, item in schema["paths"].items()
+        if "{" in path
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
 
 
 def malformed(base: str) -> tuple[int, list[str]]:
@@ -183,12 +250,22 @@ def bad_input(procs, cfg) -> Result:
     _, base = procs.web("web-fuzz", WEB_ENV)
     runs = fuzz(base, cfg)
     sent, failures = malformed(base)
+    paths = parameterised_paths(base)
+    sent_paths, path_failures = malformed_paths(base, paths)
+    _, debug_base = procs.web("web-fuzz-debug", {**WEB_ENV, "DEBUG": "true"}, threads=4)
+    sent_debug, debug_failures = malformed_paths(debug_base, paths)
+    failures += path_failures + [f"DEBUG on: {f}" for f in debug_failures]
     cases = sum(run["cases"] for run in runs)
     by_actor = ", ".join(f"{run['actor']} {run['cases']}" for run in runs)
     result.load = (
-        f"{cases} schemathesis cases ({by_actor}), all checks, 4 phases + {sent} malformed requests"
+        f"{cases} schemathesis cases ({by_actor}), all checks, 4 phases + {sent} malformed "
+        f"bodies + {sent_paths} malformed ids in {len(paths)} operations' paths with DEBUG off "
+        f"and {sent_debug} with DEBUG on"
     )
-    result.faults = "generated valid and invalid inputs, malformed bodies, wrong content types"
+    result.faults = (
+        "generated valid and invalid inputs, malformed bodies, wrong content types, malformed "
+        "path parameters"
+    )
     findings = [f for run in runs for f in run["failures"]]
     result.errors_5xx = sum("ST100" in f or "Server error" in f for f in findings) + sum(
         " 5" in f.split(":")[1][:4] for f in failures

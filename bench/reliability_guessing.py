@@ -1,5 +1,7 @@
 """Scenario 5's guessing run: hundreds of wrong passwords against one staff account, through
-every way in, from one address and then from many, against the live web server.
+every way in, from one address and then from many, against the live web server; then the
+innocent riders: strangers' failures from a rider's own (carrier-NAT) address, and a botnet at a
+rider's account, must not keep either rider from signing in.
 
 The addresses are real: each guesser binds its connections to its own loopback address
 (127.0.0.0/8 is all loopback on Linux), so the server's REMOTE_ADDR is what it keys on, with
@@ -16,6 +18,7 @@ from django.conf import settings
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from requests.adapters import HTTPAdapter
+from rest_framework.authtoken.models import Token
 
 from bimride.access.models import SignInEvent
 
@@ -23,6 +26,9 @@ WAYS = ("/admin/login/", "/api-auth/login/", "/api/auth/token")
 ONE_ADDRESS = "127.0.0.2"  # not 127.0.0.1: the other scenarios' clients stay unlocked
 MANY_ADDRESSES = [f"127.0.1.{i}" for i in range(1, 51)]
 GUESSES = 200  # per run
+NAT = "127.0.5.1"  # strangers and an innocent rider behind one address
+HOME, NEW_PLACE = "127.0.5.2", "127.0.5.3"  # the botnet's target signed in from home before
+BOTNET = [f"127.0.6.{i}" for i in range(1, 61)]
 
 
 class SourceAddressAdapter(HTTPAdapter):
@@ -132,3 +138,68 @@ def _summary(answers: Counter) -> str:
     return ", ".join(
         f"{status}{' ' + error if error else ''}: {n}" for (status, error), n in answers.items()
     )
+
+
+def innocents(base: str, nat_rider, owner, password: str) -> tuple[list[str], list[str], int]:
+    """Strangers' failures never lock an innocent account. `nat_rider` shares an address with
+    strangers guessing at made-up accounts; `owner` signed in from home, then a botnet guesses
+    at the account from 60 addresses. Returns notes, failures and 5xx count."""
+    notes, failures, fives = [], [], 0
+    limit = settings.LOGIN_ADDRESS_FAILURE_LIMIT
+    nat = session_from(NAT)
+    answers: Counter = Counter()
+    for n in range(limit - 1):  # by the forms: the token endpoint's throttle is a rate per address
+        status, error, _ = attempt(base, nat, WAYS[n % 2], f"made-up-{n}@example.com", "guess")
+        answers[(status, error)] += 1
+        fives += status >= 500
+    status, error, ok = attempt(base, nat, WAYS[2], nat_rider.username, password)
+    notes.append(
+        f"carrier NAT: {limit - 1} wrong sign-ins at made-up accounts from the rider's address "
+        f"({_summary(answers)}), then the rider signs in there: {status} "
+        f"{error or ('signed in' if ok else '')}"
+    )
+    if not ok:
+        failures.append(f"carrier NAT: strangers' failures kept the rider out ({status} {error})")
+    attempt(base, nat, WAYS[0], "made-up-last@example.com", "guess")  # the limit reached
+    refused = nat.post(
+        base + WAYS[2], json={"email": nat_rider.username, "password": password}, timeout=30
+    )
+    token = refused.json().get("token") if refused.status_code == 200 else None
+    still = nat.get(base + "/api/rides", headers=_token_header(nat_rider), timeout=30)
+    notes.append(
+        f"carrier NAT past LOGIN_ADDRESS_FAILURE_LIMIT ({limit}): a sign-in there answers "
+        f"{refused.status_code} Retry-After {refused.headers.get('Retry-After')}; a signed-in "
+        f"rider's GET /api/rides there: {still.status_code}"
+    )
+    if refused.status_code != 429 or token or not refused.headers.get("Retry-After"):
+        failures.append(f"carrier NAT past the limit: sign-in answered {refused.status_code}")
+    if still.status_code != 200:
+        failures.append(f"carrier NAT past the limit: the API answered {still.status_code}")
+
+    status, _, ok = attempt(base, session_from(HOME), WAYS[2], owner.username, password)
+    if not ok:
+        failures.append(f"botnet: the owner could not sign in from home first ({status})")
+    answers = Counter()
+    for address in BOTNET:
+        status, error, _ = attempt(base, session_from(address), WAYS[2], owner.username, "guess")
+        answers[(status, error)] += 1
+        fives += status >= 500
+    new_place = attempt(base, session_from(NEW_PLACE), WAYS[2], owner.username, password)
+    home = attempt(base, session_from(HOME), WAYS[2], owner.username, password)
+    notes.append(
+        f"botnet: {len(BOTNET)} addresses, one wrong password each at a rider's account "
+        f"({_summary(answers)}); the owner's right password from a new address: "
+        f"{new_place[0]} {new_place[1]}, from home (known): {home[0]} "
+        f"{'signed in' if home[2] else home[1]}"
+    )
+    if not home[2]:
+        failures.append(f"botnet: the owner was kept out of the account at home ({home[0]})")
+    if new_place[2] or new_place[1] != "locked_out":
+        failures.append(f"botnet: a new address was not slowed down ({new_place[0]})")
+    for address in [NAT, HOME, NEW_PLACE, *BOTNET]:
+        lift_lockout(ip=address)
+    return notes, failures, fives
+
+
+def _token_header(user) -> dict:
+    return {"Authorization": f"Token {Token.objects.get(user=user).key}"}

@@ -10,11 +10,12 @@ import time
 from collections import Counter
 
 import requests
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from bench.reliability_faults import Result
-from bench.reliability_guessing import GUESSES, guessing
+from bench.reliability_guessing import BOTNET, GUESSES, guessing, innocents
 from rides.models import Driver, Ride, RideOffer, Rider
 
 RIDE_BODY = {"pickup": {"lat": 52.52, "lng": 13.405}, "dropoff": {"lat": 52.50, "lng": 13.45}}
@@ -244,13 +245,23 @@ def security(base: str) -> Result:
     result.notes += guess_notes
     failures += guess_failures
     fives += guess_fives
+    nat_rider = make_actor("rider", "behind_nat", password=True)
+    owner = make_actor("rider", "botnet_target", password=True)
+    innocent_notes, innocent_failures, innocent_fives = innocents(
+        base, nat_rider.user, owner.user, PASSWORD
+    )
+    result.notes += innocent_notes
+    failures += innocent_failures
+    fives += innocent_fives
     result.load = (
         f"{len(checks) + 5} authz requests, 6 actors; 31 ride requests in a minute; "
-        f"{2 * GUESSES} wrong passwords at one staff account"
+        f"{2 * GUESSES} wrong passwords at one staff account; "
+        f"{settings.LOGIN_ADDRESS_FAILURE_LIMIT} at made-up accounts from one rider's address, "
+        f"{len(BOTNET)} at one rider's account from {len(BOTNET)} addresses"
     )
     result.faults = (
         "cross-user reads/writes, non-staff on staff surfaces, password guessing from 1 and "
-        "from 50 addresses"
+        "from 50 addresses, strangers' failures around innocent riders"
     )
     result.errors_5xx = fives
     result.notes.append(f"{len(checks)} matrix checks, {len(failures)} violations")

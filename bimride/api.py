@@ -10,6 +10,7 @@ import re
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection, transaction
+from django.http import HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import JSONRenderer
@@ -27,6 +28,62 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+# What Django itself answers under /api/ (no DRF view ran, or a plain view refused), by status.
+DJANGO_ERRORS = {
+    400: ("bad_request", "The request could not be understood."),
+    401: ("not_authenticated", "Authentication credentials were not provided."),
+    403: ("permission_denied", "You do not have permission to do this."),
+    404: ("not_found", "Not found."),
+    405: ("method_not_allowed", "This method is not allowed here: see the Allow header."),
+    406: ("not_acceptable", "This resource answers JSON only."),
+    413: ("too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "The request body must be JSON."),
+    429: ("throttled", "Too many requests: wait Retry-After seconds."),
+    500: ("server_error", "Something went wrong on our side."),
+}
+KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+class ApiErrorMiddleware:
+    """Every error answer under /api/ is JSON in the error shape, whatever made it and whatever
+    DEBUG says: an unknown path or a malformed id (Django's 404, its technical page with DEBUG
+    on), a method a plain view lacks, an error a DRF view rendered in another format (the
+    schema's). The browsable API's HTML, which a browser asks for, stays."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code < 400
+            or not request.path_info.startswith("/api/")
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        if isinstance(response, Response) and isinstance(response.data, dict):
+            if getattr(response.accepted_renderer, "format", "") == "api":
+                return response  # the browsable API, for a browser
+            body = response.data if "error" in response.data else None
+        else:
+            body = None
+        return self.as_json(response, body)
+
+    @staticmethod
+    def as_json(response: HttpResponse, body: dict | None) -> JsonResponse:
+        status_code = response.status_code
+        if body is None:
+            code, message = DJANGO_ERRORS.get(
+                status_code, DJANGO_ERRORS[500 if status_code >= 500 else 400]
+            )
+            body = error_body(code, message)
+        answer = JsonResponse(body, status=status_code)
+        for header in KEPT_HEADERS:
+            if header in response:
+                answer[header] = response[header]
+        return answer
 
 
 def exception_handler(exc, context):
@@ -49,6 +106,19 @@ def exception_handler(exc, context):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         response.data = error_body(code, str(exc.detail))
     return response
+
+
+class IdConverter:
+    """`<id:ride_id>`: an object id in a path, 1 to 18 digits (inside PostgreSQL's bigint). Any
+    other text (`abc`, `null,null`, `-1`, a number past the column) matches no route: 404."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
 
 
 def query_int(request, name: str, *, default: int, maximum: int) -> int:

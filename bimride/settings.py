@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "bimride.tracing.TraceMiddleware",
+    "bimride.api.ApiErrorMiddleware",  # outside the rest: sees every answer under /api/
     "bimride.health.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -162,16 +163,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-# Failed sign-ins are counted per account and, separately, per address: an account is locked
-# after LOGIN_FAILURE_LIMIT failures from anywhere, an address after as many failures on any
-# accounts, so one address guessing across accounts locks itself, not every account. The
-# counts live in the database (shared by every web process) and lapse LOGIN_COOLOFF_MINUTES
-# after the last failure; a success forgets the account's failures from that address;
-# attempts refused while locked out do not extend the lock.
-AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# Failed sign-ins lock in layers (bimride.access.lockout says how; the README why these figures):
+# the account from one address after LOGIN_FAILURE_LIMIT failures (django-axes' own lock); the
+# address, at any accounts, after LOGIN_ADDRESS_FAILURE_LIMIT (sized for carrier NAT: thousands
+# of riders behind one address); the account, from any addresses, after
+# LOGIN_ACCOUNT_FAILURE_LIMIT, refused only where its owner has not signed in before (staff:
+# after LOGIN_FAILURE_LIMIT, everywhere). The counts live in the database (shared by every web
+# process) and lapse LOGIN_COOLOFF_MINUTES after the last failure; a success forgets the
+# account's failures from that address; attempts refused while locked do not extend the lock.
+AXES_HANDLER = "bimride.access.lockout.LayeredLockoutHandler"
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", 100)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env.int("LOGIN_ACCOUNT_FAILURE_LIMIT", 20)
+LOGIN_KNOWN_ADDRESS_DAYS = env.int("LOGIN_KNOWN_ADDRESS_DAYS", 90)
 # Not axes' reset, which forgets every failure of the account or the address: a success on
 # one's own account would wipe the guesses at another from the same address (bimride.access).
 AXES_RESET_ON_SUCCESS = False
@@ -253,7 +259,13 @@ SPECTACULAR_SETTINGS = {
         'Every error has one shape, `{"error": {"code", "message", "fields"}}`; each '
         "operation lists the statuses it can answer and, for each, its codes. 429 and 503 carry "
         "`Retry-After`. Query parameters an operation lists are validated (a value out of range "
-        "answers 400 `invalid` naming it in `fields`); any other query parameter is ignored."
+        "answers 400 `invalid` naming it in `fields`); any other query parameter is ignored.\n\n"
+        "Under `/api/` every answer is JSON, whatever the server's DEBUG setting: a path no "
+        "operation has, or an id in a path that is not a whole number of 1 to 18 digits "
+        "(`/api/rides/abc`), answers 404 `not_found`; a method an operation does not list "
+        "answers 405 `method_not_allowed` with `Allow` naming the methods it has (after 401 or "
+        "403 when the caller may not use the path at all); a body that is not JSON answers 415 "
+        "`unsupported_media_type`, JSON that cannot be read 400 `parse_error`."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -263,6 +275,10 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "bimride.schema.postprocess",
     ],
+    # `<id:…>` in a path (bimride.api.IdConverter): digits only, within the id column
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
+    },
     "TAGS": [
         {"name": "webhooks", "description": "Called by Stripe and the email provider, not by apps."}
     ],
@@ -440,7 +456,9 @@ STRIPE_API_KEY = _STRIPE_KEY or "sk_test_standin"
 STRIPE_API_BASE = env.str(
     "STRIPE_API_BASE", "https://api.stripe.com" if _STRIPE_KEY else "http://127.0.0.1:12111"
 )
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", "whsec_dev_standin_secret")
+# The stand-in's signing secret: public, so `check --deploy` warns while it is in use.
+STRIPE_WEBHOOK_DEVELOPMENT_SECRET = "whsec_dev_standin_secret"  # noqa: S105
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_DEVELOPMENT_SECRET)
 if PRODUCTION and not (_STRIPE_KEY and env.str("STRIPE_WEBHOOK_SECRET", "")):
     raise ImproperlyConfigured(
         "DJANGO_ENV=production needs STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET."

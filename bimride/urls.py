@@ -1,15 +1,17 @@
 from django.contrib import admin
 from django.contrib.auth.views import LogoutView
 from django.http import JsonResponse
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 import bimride.access.schema  # noqa: F401 - describes our session authentication in the schema
 from bimride import health
 from bimride.access.views import ApiLoginView
-from bimride.api import error_body
+from bimride.api import IdConverter, error_body
 from bimride.jobs.health import readyz
 from bimride.jobs.views import MetricsView
+
+register_converter(IdConverter, "id")  # before the apps' URLs, which use it
 
 # The browsable API's session sign-in: the same lockout and second factor as the admin's.
 api_auth = [

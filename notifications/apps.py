@@ -9,6 +9,7 @@ class NotificationsConfig(AppConfig):
         from django.urls import reverse_lazy
 
         from bimride.jobs import dashboard
+        from notifications import checks  # noqa: F401 - registers the deploy checks
         from notifications.selectors import push_counts
         from notifications.tasks import expect_receipt
         from notifications.webhooks import on_tracking

@@ -5,8 +5,8 @@ chosen provider's (EMAIL_PROVIDER) is open: another answers 404 and is never ins
 an unused provider's anymail view never runs (nor warns). Postmark and SendGrid sign nothing
 that anymail checks by default; anymail verifies both by basic auth. It answers a failed check
 with 400 and, with no secret configured, accepts anyone. Here a missing or wrong password is a
-401 challenge and an unconfigured secret closes the webhook (403), so tracking events never
-come from just anyone.
+401 challenge, and so is every request while no secret is configured (the webhook is closed: the
+log and `check --deploy` say why), so tracking events never come from just anyone.
 """
 
 import logging
@@ -25,21 +25,27 @@ from notifications import services
 logger = logging.getLogger(__name__)
 
 
+def basic_challenge(code: str, message: str) -> JsonResponse:
+    response = JsonResponse(error_body(code, message), status=401)
+    response["WWW-Authenticate"] = 'Basic realm="BimRide webhooks"'
+    return response
+
+
 class BasicAuthRequired:
     """Refuse a tracking event without the webhook secret, before anymail parses it."""
 
     def post(self, request, *args, **kwargs):
         if not self.basic_auth:
+            logger.warning(
+                "email tracking webhook refused a request: it is closed because "
+                "ANYMAIL_WEBHOOK_SECRET is not set"
+            )
             message = "The webhook is closed: ANYMAIL_WEBHOOK_SECRET is not set."
-            return JsonResponse(error_body("webhook_disabled", message), status=403)
+            return basic_challenge("webhook_closed", message)
         try:
             self.run_validators(request)
         except AnymailWebhookValidationFailure:
-            response = JsonResponse(
-                error_body("not_authenticated", "Basic authentication is required."), status=401
-            )
-            response["WWW-Authenticate"] = 'Basic realm="BimRide webhooks"'
-            return response
+            return basic_challenge("not_authenticated", "Basic authentication is required.")
         return super().post(request, *args, **kwargs)
 
 
@@ -78,12 +84,11 @@ def tracking_schema(provider: str) -> dict | None:
         "responses": {
             "200": {"description": "Events received."},
             "401": {
-                "description": "Not authenticated. Codes: `not_authenticated`.",
+                "description": (
+                    "Not authenticated. Codes: `not_authenticated`: the basic auth is missing or "
+                    "wrong; `webhook_closed`: no secret is configured, so nothing is accepted."
+                ),
                 "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
-                "content": ERROR,
-            },
-            "403": {
-                "description": "Forbidden. Codes: `webhook_disabled`: no secret is configured.",
                 "content": ERROR,
             },
             "503": {

@@ -4,9 +4,9 @@ from payments import views
 
 urlpatterns = [
     path("webhooks/stripe", views.stripe_webhook, name="stripe-webhook"),
-    path("api/payments/<int:payment_id>", views.PaymentDetailView.as_view(), name="payment"),
+    path("api/payments/<id:payment_id>", views.PaymentDetailView.as_view(), name="payment"),
     path(
-        "api/payments/<int:payment_id>/refunds",
+        "api/payments/<id:payment_id>/refunds",
         views.PaymentRefundView.as_view(),
         name="payment-refunds",
     ),

@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -84,8 +85,13 @@ STRIPE_WEBHOOK_SCHEMA = {
                 }
             },
         },
-        "400": {
-            "description": "Bad request. Codes: `invalid_signature`: missing or wrong signature.",
+        "401": {
+            "description": (
+                "Not authenticated. Codes: `invalid_signature`: the signature is missing, wrong "
+                "or stale; `webhook_closed`: STRIPE_WEBHOOK_SECRET is not set, so nothing is "
+                "accepted."
+            ),
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
             "content": {
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/Error"},
@@ -107,18 +113,32 @@ STRIPE_WEBHOOK_SCHEMA = {
 @csrf_exempt
 @require_POST
 def stripe_webhook(request: HttpRequest) -> JsonResponse:
-    """Stripe's webhook: a verified event is stored once and processed by a job."""
+    """Stripe's webhook: a verified event is stored once and processed by a job. Without
+    STRIPE_WEBHOOK_SECRET nothing could be verified, so the webhook is closed."""
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        logger.warning(
+            "stripe webhook refused a request: "
+            "it is closed because STRIPE_WEBHOOK_SECRET is not set"
+        )
+        message = "The webhook is closed: STRIPE_WEBHOOK_SECRET is not set."
+        return _signature_challenge("webhook_closed", message)
     try:
         event = services.webhook_receive(
             payload=request.body, signature=request.headers.get("Stripe-Signature")
         )
     except WebhookSignatureInvalid as error:
         logger.warning("stripe webhook refused: %s", error)
-        return JsonResponse(
-            error_body("invalid_signature", "The Stripe signature is missing or wrong."),
-            status=400,
+        return _signature_challenge(
+            "invalid_signature", "The Stripe signature is missing or wrong."
         )
     return JsonResponse({"received": True, "id": event.event_id})
+
+
+def _signature_challenge(code: str, message: str) -> JsonResponse:
+    """401: the credential of a Stripe webhook is its `Stripe-Signature` header."""
+    response = JsonResponse(error_body(code, message), status=401)
+    response["WWW-Authenticate"] = 'Stripe-Signature realm="BimRide webhooks"'
+    return response
 
 
 stripe_webhook.webhook_schema = STRIPE_WEBHOOK_SCHEMA

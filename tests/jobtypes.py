@@ -6,6 +6,7 @@ transaction, so a test can count effects: exactly one per succeeded job, none fo
 
 import dataclasses
 import os
+import signal
 import sys
 import time
 
@@ -115,7 +116,7 @@ def report_q2compat(payload: dict, ctx: JobContext) -> dict:
     patched attributes, and the timer and task queue django-q2's worker loop was handed."""
     from django_q.worker import worker
 
-    from bimride.jobs import q2compat
+    from bimride.jobs import q2compat, shutdown
 
     frame = sys._getframe()
     while frame is not None and frame.f_code is not worker.__code__:
@@ -128,6 +129,8 @@ def report_q2compat(payload: dict, ctx: JobContext) -> dict:
         "in_worker_loop": frame is not None,
         "timer": type(loop.get("timer")).__name__,
         "task_queue_get_replaced": getattr(task_queue_get, "__func__", None) is get,
+        "obeys_sigterm": signal.getsignal(signal.SIGTERM) is shutdown._stop,
+        "obeys_sigint": signal.getsignal(signal.SIGINT) is shutdown._stop,
         "replaced": {
             f"{getattr(owner, '__qualname__', owner.__name__)}.{name}": (
                 getattr(owner, name) is replacement

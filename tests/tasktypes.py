@@ -57,8 +57,7 @@ def returns_a_set():
 async def sees_itself_running(context, pause):
     """A coroutine function: it awaits, and reads its own job through the async ORM."""
     await asyncio.sleep(pause)
-    job_id = int(context.task_result.id)
-    return await Job.objects.filter(pk=job_id, state="running").aexists()
+    return await Job.objects.filter(uid=context.task_result.id, state="running").aexists()
 
 
 @task(queue_name="critical", priority=50)

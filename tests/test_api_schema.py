@@ -129,7 +129,31 @@ def test_the_provider_webhooks_are_documented_as_webhooks(schema):
     stripe = schema["paths"]["/webhooks/stripe"]["post"]
     assert stripe["tags"] == ["webhooks"] and stripe["security"] == [{}]
     assert any(p["name"] == "Stripe-Signature" for p in stripe["parameters"])
-    assert stripe["responses"]["400"]["content"]["application/json"]["schema"]["$ref"] == ERROR_REF
     tracking = next(item["post"] for path, item in schema["paths"].items() if "anymail" in path)
     assert tracking["security"] == [{"webhookBasicAuth": []}]
     assert schema["components"]["securitySchemes"]["webhookBasicAuth"]["scheme"] == "basic"
+    for webhook, codes_401 in (
+        (stripe, ("invalid_signature", "webhook_closed")),
+        (tracking, ("not_authenticated", "webhook_closed")),
+    ):
+        refused = webhook["responses"]["401"]
+        assert refused["content"]["application/json"]["schema"]["$ref"] == ERROR_REF
+        assert refused["headers"]["WWW-Authenticate"]["required"] is True
+        assert all(f"`{code}`" in refused["description"] for code in codes_401)
+        assert "400" not in webhook["responses"] and "403" not in webhook["responses"]
+
+
+def test_every_id_in_a_path_is_documented_as_the_digits_a_route_matches(schema):
+    for path, method, operation in operations(schema):
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] != "path":
+                continue
+            label = f"{method.upper()} {path} {parameter['name']}"
+            assert parameter["schema"] == {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+            assert "not_found" in codes(operation, "404"), label
+
+
+def test_the_description_says_what_every_api_path_answers_beyond_its_operations(schema):
+    description = schema["info"]["description"]
+    for promise in ("404 `not_found`", "405 `method_not_allowed`", "`Allow`", "415", "DEBUG"):
+        assert promise in description

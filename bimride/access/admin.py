@@ -1,24 +1,21 @@
-"""The sign-in audit in the admin, read-only. Lockouts are axes' "Access attempts": deleting
-one lifts it."""
-
-import logging
+"""The sign-in audit in the admin, read-only. Lockouts are axes' "Access attempts", its counted
+failures: lifting (deleting) them is audited."""
 
 from axes.admin import AccessAttemptAdmin
 from axes.models import AccessAttempt
 from django.contrib import admin, messages
 
+from bimride.access import audit
 from bimride.access.models import SignInEvent
-
-logger = logging.getLogger(__name__)
 
 
 @admin.register(SignInEvent)
 class SignInEventAdmin(admin.ModelAdmin):
-    list_display = ["at", "kind", "username", "ip_address", "path", "reason", "user_agent"]
-    list_filter = ["kind", "path", "at"]
+    list_display = ["at", "kind", "lock", "username", "ip_address", "path", "reason", "by"]
+    list_filter = ["kind", "lock", "path", "at"]
     search_fields = ["username", "=ip_address"]
     date_hierarchy = "at"
-    list_select_related = ["user"]
+    list_select_related = ["user", "by"]
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in SignInEvent._meta.fields]
@@ -42,10 +39,17 @@ class LockoutAdmin(AccessAttemptAdmin):
         description="Lift the lockout (forget these failed sign-ins)", permissions=["delete"]
     )
     def lift_lockout(self, request, queryset):
-        lifted = sorted({f"{a.username or '-'} from {a.ip_address}" for a in queryset})
-        count, _ = queryset.delete()
-        logger.info("lockout lifted by %s: %s", request.user.get_username(), "; ".join(lifted))
-        self.message_user(request, f"Lifted: {', '.join(lifted) or 'nothing'}.", messages.SUCCESS)
+        lifted = {}
+        for attempt in queryset:
+            key = (attempt.username, attempt.ip_address)
+            lifted[key] = lifted.get(key, 0) + attempt.failures_since_start
+        queryset.delete()
+        for (username, ip_address), failures in sorted(lifted.items(), key=str):
+            audit.lockout_lifted(
+                by=request.user, username=username, ip_address=ip_address, failures=failures
+            )
+        names = ", ".join(f"{u or '-'} from {ip}" for u, ip in sorted(lifted, key=str))
+        self.message_user(request, f"Lifted: {names or 'nothing'}.", messages.SUCCESS)
 
 
 admin.site.unregister(AccessAttempt)

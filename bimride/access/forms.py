@@ -59,7 +59,11 @@ class SignInForm(AuthenticationForm):
 
     def _refuse_if_locked_out(self, username: str) -> None:
         if getattr(self.request, "axes_locked_out", False):
-            seconds = retry_after_seconds(username.strip().lower(), self.request.axes_ip_address)
+            seconds = retry_after_seconds(
+                getattr(self.request, "axes_lock", ""),
+                username.strip().lower(),
+                self.request.axes_ip_address,
+            )
             raise forms.ValidationError(lockout_message(seconds), code="locked_out")
 
 

@@ -5,26 +5,40 @@ every `@task` a BimRide job. Declaring a task registers a job type named by the 
 path, run by the one runner like any job (`run_task`). `Task.enqueue()` writes the Job row
 (payload `{"args": [...], "kwargs": {...}}`, the task's queue, priority and due time) with
 `enqueue()`: in the caller's transaction, pushed at commit. A `TaskResult` is read from the
-ledger: the job's row for its state, times and return value, its audit events for the worker
-and the error of each attempt. The result id is the job's id.
+ledger, in one query: the job's row for its state, times and return value, its audit events
+for the worker and the error of each attempt. The result id is the job's opaque id (`uid`).
+
+As the reference backends do, a task gets one attempt and no wrapping transaction, unless it
+asks for more (`@task(retry=RetryPolicy(...), atomic=True)`) or its backend's OPTIONS do
+(`{"retry": {"max_attempts": 5}, "atomic": True}`); the project's own `@job` types keep theirs.
 """
 
 import asyncio
 import contextlib
 import json
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from inspect import iscoroutinefunction
 from types import NoneType
 
 from asgiref.sync import async_to_sync
+from django.apps import apps
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core import checks
+from django.db.models import OuterRef, Q
+from django.db.models.functions import JSONObject
 from django_tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
 from django_tasks.backends.base import BaseTaskBackend
 from django_tasks.base import Task, TaskError
-from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist
+from django_tasks.exceptions import (
+    InvalidTaskBackendError,
+    InvalidTaskError,
+    TaskResultDoesNotExist,
+)
 from django_tasks.signals import task_enqueued, task_finished, task_started
 from django_tasks.utils import normalize_json
 from rest_framework import serializers
@@ -33,7 +47,7 @@ from bimride.errors import PermanentError
 from bimride.jobs import registry
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job, JobEvent
-from bimride.jobs.registry import JobContext, JobType
+from bimride.jobs.registry import JobContext, JobType, UnknownJob
 from bimride.jobs.retry import TASK_RETRY, RetryPolicy
 
 TASK_TIMEOUT = 60  # seconds per attempt, unless a task declares its own
@@ -55,7 +69,7 @@ class TaskArgumentsError(TypeError):
     """Arguments that would not survive a JSON round trip; raised at enqueue, nothing stored."""
 
 
-class TaskReturnValueError(PermanentError):
+class TaskReturnValueError(PermanentError, TypeError):
     """A task returned what JSON cannot hold: the attempt fails for good (no retry mends it)."""
 
     code = "task_return_value"
@@ -64,12 +78,37 @@ class TaskReturnValueError(PermanentError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobTask(Task):
     """A task on the job system. Its extras are optional and for this backend only: `retry`
-    (the policy of its attempts), `timeout` (seconds per attempt) and `atomic` (run in one
-    transaction with the record of its success)."""
+    (the policy of its attempts) and `atomic` (run in one transaction with the record of its
+    success), by default its backend's OPTIONS; `timeout` (seconds per attempt)."""
 
-    retry: RetryPolicy = TASK_RETRY
+    retry: RetryPolicy | None = None
     timeout: int = TASK_TIMEOUT
-    atomic: bool = True
+    atomic: bool | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissingTask(JobTask):
+    """The task of a stored result whose function a deploy removed (or that names no task): the
+    result stays readable, and `problem` says what is wrong. It cannot run nor be enqueued."""
+
+    path: str
+    problem: str
+
+    def __post_init__(self) -> None:
+        pass  # nothing to validate: it only describes a stored result
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+    @property
+    def module_path(self) -> str:
+        return self.path
+
+
+def missing_task(*args, **kwargs):
+    """The function of a MissingTask: calling it says why there is none."""
+    raise ImportError("This task's function cannot be imported.")
 
 
 class TaskPayload(serializers.Serializer):
@@ -89,7 +128,21 @@ class JobBackend(BaseTaskBackend):
     supports_get_result = True  # from the ledger, in any process
     supports_priority = True  # the claim order within a queue
 
+    def __init__(self, alias: str, params: dict) -> None:
+        super().__init__(alias, params)
+        unknown = sorted(set(self.options) - {"retry", "atomic"})
+        if unknown:
+            raise InvalidTaskBackendError(f"TASKS[{alias!r}] has unknown OPTIONS {unknown}.")
+        retry = self.options.get("retry", TASK_RETRY)
+        try:
+            self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy(**retry)
+        except TypeError as error:
+            raise InvalidTaskBackendError(f"TASKS[{alias!r}] OPTIONS retry: {error}") from None
+        self.atomic = bool(self.options.get("atomic", False))
+
     def validate_task(self, task: Task) -> None:
+        if isinstance(task, MissingTask):
+            raise InvalidTaskError(f"Task {task.path} cannot run: {task.problem}")
         super().validate_task(task)
         if task.queue_name not in settings.JOB_QUEUES:
             raise InvalidTaskError(
@@ -103,7 +156,7 @@ class JobBackend(BaseTaskBackend):
         timeout = getattr(task, "timeout", TASK_TIMEOUT)
         if not 1 <= timeout <= settings.JOB_MAX_TIMEOUT:
             raise InvalidTaskError(f"timeout must be 1..{settings.JOB_MAX_TIMEOUT} seconds.")
-        _register(task)
+        _register(task, self)
 
     def enqueue(self, task: Task, args, kwargs) -> TaskResult:
         """Write the task's job in the current transaction; it is pushed when that commits."""
@@ -118,7 +171,7 @@ class JobBackend(BaseTaskBackend):
         )
         result = TaskResult(
             task=task,
-            id=str(job.pk),
+            id=str(job.uid),
             status=TaskResultStatus.READY,
             enqueued_at=job.created_at,
             started_at=None,
@@ -134,18 +187,22 @@ class JobBackend(BaseTaskBackend):
         return result
 
     def get_result(self, result_id: str) -> TaskResult:
-        """The result of the task whose job is `result_id`, as the ledger has it now."""
-        job = None
-        if isinstance(result_id, str) and result_id.isascii() and result_id.isdigit():
-            pk = int(result_id)
-            if pk < 2**63:  # a bigint
-                job = Job.objects.filter(pk=pk, backend=self.alias).first()
+        """The result of the task whose job is `result_id`, as the ledger has it now (one
+        query)."""
+        which = _job_of_result(result_id)
+        job = None if which is None else _with_history().filter(which, backend=self.alias).first()
         if job is None:
             raise TaskResultDoesNotExist(result_id)
         return result_of(job)
 
     def check(self, **kwargs):
         yield from super().check(**kwargs)
+        if not apps.is_installed("bimride.jobs"):
+            yield checks.Error(
+                f"TASKS[{self.alias!r}] runs tasks as jobs, but the job system is not installed.",
+                hint="Add 'bimride.jobs' to INSTALLED_APPS.",
+                id="bimride.jobs.E002",
+            )
         unserved = sorted(set(self.queues or ["(any)"]) - set(settings.JOB_QUEUES))
         if unserved:
             yield checks.Error(
@@ -155,7 +212,21 @@ class JobBackend(BaseTaskBackend):
             )
 
 
-def _register(task: Task) -> None:
+def _job_of_result(result_id) -> Q | None:
+    """Which job a result id names: its opaque id; or, for a job written before jobs had one,
+    its integer id (the result id it was given then). None if it cannot name a job."""
+    if not isinstance(result_id, str):
+        return None
+    try:
+        return Q(uid=uuid.UUID(result_id))
+    except ValueError:
+        pass
+    if result_id.isascii() and result_id.isdigit() and int(result_id) < 2**63:  # a bigint
+        return Q(pk=int(result_id), uid__isnull=True)
+    return None
+
+
+def _register(task: Task, backend: JobBackend) -> None:
     """Register the job type running `task` (once: its `using()` copies share it)."""
     name = task.module_path
     existing = registry.all_types().get(name)
@@ -168,10 +239,10 @@ def _register(task: Task) -> None:
             name=name,
             func=run_task,
             queue=task.queue_name,
-            retry=getattr(task, "retry", TASK_RETRY),
+            retry=getattr(task, "retry", None) or backend.retry,
             timeout=getattr(task, "timeout", TASK_TIMEOUT),
             payload=TaskPayload,
-            atomic=getattr(task, "atomic", True),
+            atomic=backend.atomic if getattr(task, "atomic", None) is None else task.atomic,
             on_finish=_finished,
             task=task,
         )
@@ -218,9 +289,16 @@ def _payload(task: Task, args, kwargs) -> dict:
 
 
 def _task_of(job: Job) -> Task:
-    job_type = registry.get(job.name)
+    try:
+        job_type = registry.get(job.name)
+    except UnknownJob as error:  # its module is gone, or it names no task
+        return MissingTask(
+            func=missing_task, backend=job.backend, path=job.name, problem=str(error)
+        )
     if job_type.task is None:
-        raise TaskResultDoesNotExist(str(job.pk))
+        return MissingTask(
+            func=missing_task, backend=job.backend, path=job.name, problem="It is no task."
+        )
     return job_type.task.using(
         priority=job.priority,
         queue_name=job.queue,
@@ -229,19 +307,37 @@ def _task_of(job: Job) -> Task:
     )
 
 
-def result_of(job: Job) -> TaskResult:
-    """The TaskResult of a task's job, read from its row and its audit events."""
-    events = list(
-        JobEvent.objects.filter(job_id=job.pk, state__in=["running", "retrying", "dead"])
-        .order_by("at", "id")
-        .values_list("state", "at", "worker", "error_class", "traceback")
+# A task's history, read with its job (`history`): the audit events that make its result.
+_HISTORY = ArraySubquery(
+    JobEvent.objects.filter(job_id=OuterRef("pk"), state__in=["running", "retrying", "dead"])
+    .order_by("at", "id")
+    .values(
+        event=JSONObject(
+            state="state",
+            at="at",
+            worker="worker",
+            error_class="error_class",
+            traceback="traceback",
+        )  # fmt: skip
     )
-    runs = [(at, worker) for state, at, worker, _, _ in events if state == "running"]
+)
+
+
+def _with_history():
+    return Job.objects.annotate(history=_HISTORY)
+
+
+def result_of(job: Job) -> TaskResult:
+    """The TaskResult of a task's job, read with `_with_history()`: its row and audit events."""
+    events = job.history
+    runs = [
+        (datetime.fromisoformat(e["at"]), e["worker"]) for e in events if e["state"] == "running"
+    ]
     status = STATUS[job.state]
     task = _task_of(job)
     result = TaskResult(
         task=task,
-        id=str(job.pk),
+        id=str(job.uid) if job.uid else str(job.pk),
         status=status,
         enqueued_at=job.created_at,
         started_at=runs[0][0] if runs else None,
@@ -251,9 +347,9 @@ def result_of(job: Job) -> TaskResult:
         kwargs=job.payload.get("kwargs", {}),
         backend=task.backend,
         errors=[
-            TaskError(exception_class_path=error_class, traceback=traceback)
-            for _, _, _, error_class, traceback in events
-            if error_class
+            TaskError(exception_class_path=e["error_class"], traceback=e["traceback"])
+            for e in events
+            if e["error_class"]
         ],
         worker_ids=[worker for _, worker in runs],
     )
@@ -265,7 +361,7 @@ def result_of(job: Job) -> TaskResult:
 def run_task(payload: dict, ctx: JobContext):
     """The handler of every task's job: call the function with the stored arguments (and a
     TaskContext first, for `takes_context=True`); its return value must be JSON."""
-    result = result_of(Job.objects.get(pk=ctx.job_id))
+    result = result_of(_with_history().get(pk=ctx.job_id))
     task = result.task
     task_started.send(type(task_backends[result.backend]), task_result=result)
     context = (TaskContext(task_result=result),) if task.takes_context else ()
@@ -305,5 +401,5 @@ def _call(task: Task, *args, **kwargs):
 
 def _finished(job_id: int) -> None:
     """Send `task_finished` once a task's job succeeded or died (committed)."""
-    result = result_of(Job.objects.get(pk=job_id))
+    result = result_of(_with_history().get(pk=job_id))
     task_finished.send(type(task_backends[result.backend]), task_result=result)

@@ -4,6 +4,7 @@ from drf_spectacular.utils import OpenApiExample
 
 JOB = {
     "id": 52,
+    "uid": "3f6c1a0e-8d5b-4f3e-9a57-2c1d0b7e4a19",
     "name": "payments.capture_payment",
     "queue": "critical",
     "priority": 0,

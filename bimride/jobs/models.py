@@ -1,5 +1,7 @@
 """The job ledger (also the outbox), its audit trail and the dead letters."""
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -20,6 +22,9 @@ class Job(models.Model):
         CANCELLED = "cancelled"
 
     name = models.CharField(max_length=200)  # a job type's name, or a task's module path
+    # The job's opaque id: a task's result id, also accepted by the job status API. Jobs written
+    # before it existed have none (their integer id was their result id and stays usable).
+    uid = models.UUIDField(null=True, blank=True, default=uuid.uuid4, editable=False)
     queue = models.CharField(max_length=20)
     payload = models.JSONField(default=dict)  # a task's: {"args": [...], "kwargs": {...}}
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
@@ -88,6 +93,9 @@ class Job(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["uid"], name="job_uid_uniq", condition=Q(uid__isnull=False)
+            ),
             models.CheckConstraint(condition=Q(max_attempts__gte=1), name="job_max_attempts_pos"),
             models.CheckConstraint(
                 condition=Q(priority__gte=-100, priority__lte=100), name="job_priority_range"

@@ -14,26 +14,33 @@ import contextlib
 import dis
 import importlib.metadata
 import inspect
+import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.queues
+import os
 import queue
+import signal
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
 from django_q import cluster
 from django_q.admin import QueueAdmin, ScheduleAdmin
 from django_q.brokers.orm import ORM
-from django_q.cluster import Sentinel
+from django_q.cluster import Cluster, Sentinel
 from django_q.conf import Conf
 from django_q.exceptions import TimeoutException
 from django_q.models import OrmQ, Schedule, Task
 from django_q.queues import Queue as ClusterQueue
+from django_q.signals import post_spawn
 from django_q.signing import SignedPackage
 from django_q.worker import worker
 
+from bimride.jobs import shutdown
+
 __all__ = [
     "ORM",
+    "Cluster",
     "ClusterQueue",
     "Conf",
     "OrmQ",
@@ -49,6 +56,8 @@ __all__ = [
 ]
 
 SUPPORTED_VERSION = "1.11.1"  # re-review every patch below before changing it
+
+logger = logging.getLogger(__name__)
 
 # --- the cluster's shared state, robust to SIGKILLed workers ----------------------------------
 # django-q2's processes share locks; a worker killed while holding one took its cluster down:
@@ -118,6 +127,51 @@ def _spawn_process_with_timer(self, target, *args):
     return process
 
 
+# --- stopping: a second Ctrl-C (or SIGTERM) stops the running tasks at once ------------------
+# On SIGINT or SIGTERM the cluster stops gracefully: each worker finishes its task first. A second
+# signal only waited again, so a hung task kept the cluster up until it was SIGKILLed. Here it
+# sends SIGTERM to the cluster's workers, which obey it at once (set up as they spawn, by
+# post_spawn, django-q2's signal): the running attempt is recorded as failed, and the worker
+# exits. A worker's SIGINT stays ignored (a terminal's Ctrl-C reaches the whole cluster).
+
+
+def _workers(sentinel_pid: int) -> list[int]:
+    """The sentinel's live children that obey SIGTERM (its workers, not the pusher and the
+    monitor, which would just die)."""
+    found = []
+    term = 1 << (signal.SIGTERM - 1)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{entry.name}/status") as status:
+                fields = dict(line.split(":", 1) for line in status)
+            if int(fields["PPid"]) == sentinel_pid and int(fields["SigCgt"], 16) & term:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def _sig_handler_stopping_at_once_when_repeated(self, signum, frame):
+    stopping = self.stop_event is not None and self.stop_event.is_set()
+    if not (stopping and self.sentinel is not None and self.sentinel.is_alive()):
+        return upstream(Cluster, "sig_handler")(self, signum, frame)  # the first: graceful
+    workers = _workers(self.sentinel.pid)
+    logger.warning(
+        "received %s again: stopping the running tasks now (workers %s)",
+        signal.Signals(signum).name,
+        workers,
+    )
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    return None
+
+
+def _obey_sigterm(sender, proc_name: str, **kwargs) -> None:
+    """In a worker as it starts: SIGTERM stops it at once, its running attempt recorded."""
+    shutdown.obey_stop_signals((signal.SIGTERM,))
+
+
 # (owner, attribute, replacement): what apply() sets, each correcting one upstream behaviour.
 PATCHES = (
     # put() also bumps a shared counter under a lock a killed worker may hold forever
@@ -132,6 +186,8 @@ PATCHES = (
     (cluster, "Value", WorkerTimer),
     # spawn_process() does not tell a worker's timer which process it times
     (Sentinel, "spawn_process", _spawn_process_with_timer),
+    # sig_handler() ignores a second signal: a task that hangs keeps the cluster up
+    (Cluster, "sig_handler", _sig_handler_stopping_at_once_when_repeated),
 )
 _upstream: dict[tuple[object, str], object] = {}  # what apply() replaced, by (owner, attribute)
 
@@ -200,6 +256,22 @@ def _spawn_process_problems() -> list[str]:
     return [f"timer's process: {problem}" for problem in found]
 
 
+def _stop_problems() -> list[str]:
+    found = []
+    sig_handler = _current_upstream(
+        Cluster, "sig_handler", _sig_handler_stopping_at_once_when_repeated
+    )
+    if _params(sig_handler) != ["self", "signum", "frame"]:
+        found.append("django_q.cluster.Cluster.sig_handler is no longer (self, signum, frame)")
+    if "sig_handler" not in Cluster.__init__.__code__.co_names:
+        found.append("django_q.cluster.Cluster no longer installs self.sig_handler")
+    if "post_spawn" not in _global_names(worker):
+        found.append("django_q.worker.worker no longer sends post_spawn as it starts")
+    if not os.path.exists(f"/proc/{os.getpid()}/status"):
+        found.append("there is no /proc to find a cluster's workers in")
+    return [f"stopping: {problem}" for problem in found]
+
+
 def _problems() -> list[str]:
     installed = importlib.metadata.version("django-q2")
     found = []
@@ -208,7 +280,13 @@ def _problems() -> list[str]:
             f"version: django-q2 {installed} is installed, the patches are reviewed for"
             f" {SUPPORTED_VERSION}"
         )
-    return found + _task_queue_problems() + _timer_problems() + _spawn_process_problems()
+    return (
+        found
+        + _task_queue_problems()
+        + _timer_problems()
+        + _spawn_process_problems()
+        + _stop_problems()
+    )
 
 
 def apply() -> None:
@@ -225,3 +303,4 @@ def apply() -> None:
         if current is not replacement:
             _upstream[(owner, name)] = current
             setattr(owner, name, replacement)
+    post_spawn.connect(_obey_sigterm, dispatch_uid="bimride.jobs.q2compat")

@@ -1,6 +1,5 @@
 """The registry of job types: `@job` declares a handler, its queue, retry, timeout and payload."""
 
-import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -149,12 +148,20 @@ def add(job_type: JobType) -> JobType:
 def get(name: str) -> JobType:
     """The job type `name`. A task's job type is named by its module path: if its module was
     not imported yet (a worker imports apps' tasks.py only), importing it registers it."""
+    failure = None
     if name not in _types and "." in name:
-        with contextlib.suppress(ImportError):
+        try:
             import_string(name)
+        except ImportError as error:  # a deploy removed or renamed the task
+            failure = error
     try:
         return _types[name]
     except KeyError:
+        if failure is not None:
+            raise UnknownJob(
+                f"No job type named {name!r}: importing it failed"
+                f" ({type(failure).__name__}: {failure})"
+            ) from failure
         raise UnknownJob(f"No job type named {name!r}") from None
 
 

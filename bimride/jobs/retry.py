@@ -48,5 +48,6 @@ PAYMENTS_RETRY = RetryPolicy(max_attempts=8, initial=10.0, max_delay=1800.0)
 # Pushes ride out an FCM outage of up to about a quarter of an hour; one whose time to live ends
 # first is given up as expired when it next runs, not dead-lettered.
 PUSH_RETRY = RetryPolicy(max_attempts=10, initial=2.0, max_delay=300.0)
-# Tasks of Django's Tasks API, unless one declares its own (`@task(retry=RetryPolicy(...))`).
-TASK_RETRY = DEFAULT_RETRY
+# Tasks of Django's Tasks API: one attempt, as the reference backends run a task, unless the
+# task declares its own (`@task(retry=RetryPolicy(...))`) or its backend's OPTIONS do.
+TASK_RETRY = RetryPolicy(max_attempts=1)

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from bimride.db import patiently
 from bimride.errors import BimRideError
-from bimride.jobs import metrics, registry
+from bimride.jobs import metrics, registry, shutdown
 from bimride.jobs.broker import QUEUE_TABLE, WorkerTimeout
 from bimride.jobs.enqueue import dispatch
 from bimride.jobs.models import DeadLetter, Job, JobEvent
@@ -113,15 +113,17 @@ def run_job(job_id: int, broker_row: int | None = None) -> None:
             if job.attempts > job.max_attempts:  # its worker died on the last allowed attempt
                 raise WorkerLost("The worker running the last attempt died.")
             _execute(job, job_type)
-        except (Exception, WorkerTimeout) as error:  # noqa: BLE001 - recorded, retried or dead
+        except BaseException as error:  # noqa: BLE001 - also a handler's SystemExit: recorded
             state = patiently(_fail, job, error, patience=settings.JOB_DB_OUTAGE_PATIENCE)
+            if state == Job.State.DEAD:
+                _finished(job)  # while handling it: the failure's log records carry exc_info
+            if shutdown.requested():
+                raise  # a stop signal, not the handler: the attempt is recorded, now stop
         else:
-            state = Job.State.SUCCEEDED
             elapsed = time.monotonic() - started
             metrics.JOB_RUN.labels(job.name).observe(elapsed)
             metrics.SUCCEEDED.labels(job.name, job.queue).inc()
             logger.info("job succeeded in %.3fs", elapsed)
-        if state in (Job.State.SUCCEEDED, Job.State.DEAD):
             _finished(job)
 
 
@@ -275,7 +277,7 @@ def _fail(job: Job, error: BaseException) -> str | None:
         )
         _dead_letter(current, error)
         metrics.DEAD.labels(job.name, job.queue).inc()
-        logger.error("job dead after %s attempt(s): %s", current.attempts, message)
+        logger.error("job dead after %s attempt(s): %s", current.attempts, message, exc_info=error)
         return current.state
     job_type = registry.get(current.name)
     current.state = Job.State.RETRYING

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from datetime import timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -29,9 +30,12 @@ def _visible(user: AbstractBaseUser, subject: str) -> bool:
     return bool(check and pk.isdigit() and check(user, int(pk)))
 
 
-def job_get_for(*, user: AbstractBaseUser, job_id: int) -> Job:
-    """The job, if `user` is staff or may see the job's subject; otherwise NotFound."""
-    job = Job.objects.filter(pk=job_id).first()
+def job_get_for(
+    *, user: AbstractBaseUser, job_id: int | None = None, job_uid: UUID | None = None
+) -> Job:
+    """The job with id `job_id` (or opaque id `job_uid`), if `user` is staff or may see the
+    job's subject; otherwise NotFound."""
+    job = Job.objects.filter(**({"uid": job_uid} if job_id is None else {"pk": job_id})).first()
     if job is not None and (user.is_staff or _visible(user, job.subject)):
         return job
     raise NotFound("No such job.")

@@ -8,7 +8,7 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "name", "queue", "priority", "state", "attempts", "max_attempts",
+            "id", "uid", "name", "queue", "priority", "state", "attempts", "max_attempts",
             "idempotency_key", "trace_id", "created_at", "run_at", "started_at", "finished_at",
             "next_attempt_at", "result", "last_error", "progress",
         ]  # fmt: skip

@@ -1,6 +1,7 @@
 """The job API: a job's status for its owner, and the staff-only ops endpoints."""
 
 import hmac
+from uuid import UUID
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -29,6 +30,21 @@ class JobDetailView(APIView):
     @extend_schema(responses=JobSerializer, examples=examples.JOB_STATUS)
     def get(self, request: Request, job_id: int) -> Response:
         job = selectors.job_get_for(user=request.user, job_id=job_id)
+        return Response(JobSerializer(job).data)
+
+
+class JobByUidView(APIView):
+    """A job by its opaque id (`uid`): the result id of a task of Django's Tasks API."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="api_jobs_by_uid_retrieve",
+        responses=JobSerializer,
+        examples=examples.JOB_STATUS,
+    )
+    def get(self, request: Request, job_uid: UUID) -> Response:
+        job = selectors.job_get_for(user=request.user, job_uid=job_uid)
         return Response(JobSerializer(job).data)
 
 

@@ -11,6 +11,7 @@ from bimride.jobs.runner import run_job
 from tests.jobtypes import create_effects_table
 
 BEFORE, AFTER = ("jobs", "0005_task_priority_and_errors"), ("jobs", "0006_ledger_at_scale")
+LATEST = ("jobs", "0007_job_uid")
 NEW_INDEXES = {
     "job_live_idx",
     "job_state_idx",
@@ -59,6 +60,9 @@ def test_the_migration_keeps_every_job_and_adds_its_indexes_on_a_filled_database
     try:
         assert indexes() >= OLD_INDEXES and not NEW_INDEXES & indexes()
         # jobs written and run by the code of this release, on the tables as 0005 left them
+        # (with the column 0007 adds, which this release writes)
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE jobs_job ADD COLUMN uid uuid")
         queued = enqueue("tests.effect_bulk", {"n": 1})
         done = enqueue("tests.effect_bulk", {"n": 2})
         dead = enqueue("tests.declined", {"n": 3})
@@ -84,3 +88,32 @@ def test_the_migration_keeps_every_job_and_adds_its_indexes_on_a_filled_database
         assert indexes() >= OLD_INDEXES and reloptions("jobs_job") == []
     finally:
         migrate(AFTER)
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE jobs_job DROP COLUMN IF EXISTS uid")
+        migrate(LATEST)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_written_before_opaque_ids_keep_none_and_new_ones_get_a_unique_one():
+    create_effects_table()
+    migrate(AFTER)
+    try:
+        with connection.cursor() as cursor:  # a job as the previous release wrote it
+            cursor.execute(
+                "INSERT INTO jobs_job (name, queue, payload, state, attempts, max_attempts,"
+                " timeout, trace_id, subject, worker, created_at, run_at, last_error, priority,"
+                " backend) VALUES ('tests.effect_bulk', 'bulk', '{\"n\": 1}', 'queued', 0, 1, 5,"
+                " '', '', '', now(), now(), '', 0, '') RETURNING id"
+            )
+            (old,) = cursor.fetchone()
+        migrate(LATEST)
+        new = enqueue("tests.effect_bulk", {"n": 2})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id, uid FROM jobs_job ORDER BY id")
+            uids = dict(cursor.fetchall())
+        assert uids[old] is None and uids[new.pk] == new.uid and new.uid.version == 4
+        assert "job_uid_uniq" in indexes()
+        migrate(AFTER)
+        assert "job_uid_uniq" not in indexes()
+    finally:
+        migrate(LATEST)

@@ -55,6 +55,23 @@ REVIEWED = {
             "0f72360b891e9e957217686923ded132956422fbadcb56ed0e061a5ef3807b51"
         ),
     },
+    "stopping": {
+        "django_q.cluster.Cluster.sig_handler": (
+            "e17fb87045374b3238d10cdf58676d2756c7557990b9be8f77894bf213de3591"
+        ),
+        "django_q.cluster.Cluster.__init__": (
+            "140f22e15d6980b0d4b84bcc3f263cf64ec0595f33eddbfae668e2c8a335adc7"
+        ),
+        "django_q.cluster.Cluster.stop": (
+            "0230e6a459b68502cdb428f015df781f90072e413f726173a718ac3edb899a32"
+        ),
+        "django_q.cluster.Sentinel.stop": (
+            "d858ef90cdaaebf5e2647f543e92eaea29c160007006803e10b42409f6438039"
+        ),
+        "django_q.worker.worker": (
+            "b30d59f639b088ea1c11af538ad57b03977a19f22b874d3319d63b24e2fb72c4"
+        ),
+    },
     "queued-tasks page (bimride/jobs/admin.py QueuedTaskAdmin)": {
         "django_q.admin.QueueAdmin": (
             "aadea34f49cc695178d9bb917375c578fa353fbef4b388df50a9e0fc104c7141"
@@ -115,6 +132,11 @@ def spawn_worker_without_module_value(self):
     self.spawn_process(q2compat.worker, self.task_queue, self.result_queue, timer, self.timeout)
 
 
+# a worker as an upgrade might define it: the timer no longer third, no post_spawn sent
+UPGRADED_WORKER = [
+    (q2compat, "worker", worker_taking_the_timeout_third),
+    (q2compat.cluster, "worker", worker_taking_the_timeout_third),
+]
 UPGRADES = {
     "another version": ("version", [(q2compat, "SUPPORTED_VERSION", "1.12.0")]),
     "Value made elsewhere": (
@@ -129,18 +151,17 @@ UPGRADES = {
         "timer's process",
         [(q2compat.Sentinel, "spawn_process", spawn_process_with_keywords)],
     ),
-    "timer no longer third": (
-        "timer's process",
-        [
-            (q2compat, "worker", worker_taking_the_timeout_third),
-            (q2compat.cluster, "worker", worker_taking_the_timeout_third),
-        ],
-    ),
+    "timer no longer third": ("timer's process", UPGRADED_WORKER),
     "queue without _reader.poll": (
         "task queue",
         [(multiprocessing.connection.Connection, "poll", None)],
     ),
     "macOS, without qsize": ("task queue", [(sys, "platform", "darwin")]),
+    "sig_handler with keywords": (
+        "stopping",
+        [(q2compat.Cluster, "sig_handler", spawn_process_with_keywords)],
+    ),
+    "worker without post_spawn": ("stopping", UPGRADED_WORKER),
 }
 
 
@@ -182,4 +203,6 @@ def test_a_real_clusters_workers_run_with_every_replacement(start_cluster):
         "Queue.get": True,
         "django_q.cluster.Value": True,
         "Sentinel.spawn_process": True,
+        "Cluster.sig_handler": True,
     }
+    assert report["obeys_sigterm"] and not report["obeys_sigint"]

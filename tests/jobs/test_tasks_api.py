@@ -49,9 +49,14 @@ from tests.tasktypes import (
 pytestmark = pytest.mark.django_db
 
 
+def pk_of(result) -> int:
+    """The ledger id of a result's job (its result id is the job's opaque id)."""
+    return Job.objects.values_list("pk", flat=True).get(uid=result.id)
+
+
 def run(result) -> None:
     """One attempt of the result's job, as a worker runs it; then read the result again."""
-    run_job(int(result.id))
+    run_job(pk_of(result))
     result.refresh()
 
 
@@ -83,7 +88,7 @@ def test_an_enqueued_task_is_a_ready_result_and_a_queued_job_pushed_with_it():
     result = add.enqueue(1, b=2)
 
     job = Job.objects.get()
-    assert result.id == str(job.pk) and result.task == add and result.backend == "default"
+    assert result.id == str(job.uid) and result.task == add and result.backend == "default"
     assert result.status == TaskResultStatus.READY and not result.is_finished
     assert result.enqueued_at == job.created_at
     assert (result.started_at, result.finished_at, result.last_attempted_at) == (None,) * 3
@@ -95,7 +100,7 @@ def test_an_enqueued_task_is_a_ready_result_and_a_queued_job_pushed_with_it():
         "tests.tasktypes.add", "default", "queued", "default",
     )  # fmt: skip
     assert job.payload == {"args": [1], "kwargs": {"b": 2}}
-    assert (job.max_attempts, job.timeout, job.priority) == (5, 60, 0)
+    assert (job.max_attempts, job.timeout, job.priority) == (1, 60, 0)
     assert broker_row(job.pk) == ("default", job.run_at, 0)
 
 
@@ -159,7 +164,7 @@ def test_an_unknown_result_id_does_not_exist(result_id):
 def test_a_job_enqueued_by_its_job_type_is_no_task_result():
     job = enqueue("tests.echo", {})
     with pytest.raises(TaskResultDoesNotExist):
-        default_task_backend.get_result(str(job.pk))
+        default_task_backend.get_result(str(job.uid))
 
 
 def test_a_result_asked_of_another_task_is_a_mismatch():
@@ -324,7 +329,7 @@ def test_a_coroutine_past_its_time_limit_fails_and_is_cancelled(worker_time_limi
 
 def test_a_cancelled_task_is_failed_without_errors():
     result = add.enqueue(1, 2)
-    services.job_cancel(job_id=int(result.id))
+    services.job_cancel(job_id=pk_of(result))
     result.refresh()
     assert result.status == TaskResultStatus.FAILED and result.errors == []
 
@@ -380,7 +385,7 @@ def test_a_dead_task_retried_from_the_admin_runs_again_in_its_queue_at_its_prior
     assert (again.name, again.queue, again.priority, again.backend) == (
         "tests.tasktypes.explode", "bulk", 7, "default",
     )  # fmt: skip
-    retried = explode.get_result(str(again.pk))
+    retried = explode.get_result(str(again.uid))
     assert retried.status == TaskResultStatus.READY and retried.args == ["fixed"]
     assert retried.task.priority == 7 and broker_row(again.pk)[::2] == ("bulk", 7)
     page = admin.get("/admin/jobs/job/?backend=default").content.decode()
@@ -396,9 +401,11 @@ def test_a_tasks_job_shows_in_the_api_the_command_line_the_queues_and_the_metric
     assert (body["name"], body["queue"], body["state"], body["priority"]) == (
         "tests.tasktypes.add", "bulk", "queued", 0,
     )  # fmt: skip
+    assert body["uid"] == result.id and body["id"] == pk_of(result)
+    assert as_staff.get(f"/api/jobs/{pk_of(result)}").json() == body  # its integer id too
     out = StringIO()
     call_command("jobs", "list", "--name", "tests.tasktypes.add", stdout=out)
-    assert f"#{result.id}" in out.getvalue()
+    assert f"#{pk_of(result)}" in out.getvalue()
     bulk = next(q for q in selectors.queue_stats() if q["queue"] == "bulk")
     assert bulk["depth"]["queued"] == 1
 
@@ -432,5 +439,5 @@ def test_the_broker_hands_out_a_queues_due_jobs_highest_priority_first():
 
     taken = PostgresBroker(list_key="default").dequeue()
     assert [job_of(payload) for _, payload in taken] == [
-        int(r.id) for r in (later_high, high, low, negative)
+        pk_of(r) for r in (later_high, high, low, negative)
     ]

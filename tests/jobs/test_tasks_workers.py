@@ -35,8 +35,9 @@ def test_a_task_enqueued_in_a_transaction_that_rolls_back_leaves_nothing(start_c
     kept = add.enqueue(2, 3)  # the workers are up: had the first been pushed, it would run too
     wait_until(lambda: finished(kept), what="the second task to finish")
     assert kept.status == SUCCESSFUL and kept.return_value == 5
-    assert list(Job.objects.values_list("pk", flat=True)) == [int(kept.id)]
-    assert set(JobEvent.objects.values_list("job_id", flat=True)) == {int(kept.id)}
+    kept_pk = Job.objects.get(uid=kept.id).pk
+    assert list(Job.objects.values_list("pk", flat=True)) == [kept_pk]
+    assert set(JobEvent.objects.values_list("job_id", flat=True)) == {kept_pk}
 
 
 def test_a_result_moves_from_ready_through_running_to_successful(start_cluster):
@@ -66,7 +67,7 @@ def test_a_raising_task_ends_failed_with_its_errors_and_a_dead_letter(start_clus
     assert [e.exception_class_path for e in result.errors] == ["builtins.ValueError"] * 2
     assert "ValueError: boom" in result.errors[-1].traceback
     letter = DeadLetter.objects.get()
-    assert letter.job_id == int(result.id) and letter.error_class == "ValueError"
+    assert letter.job_id == Job.objects.get(uid=result.id).pk and letter.error_class == "ValueError"
 
 
 def test_run_after_is_honoured_to_the_job_systems_precision(start_cluster):
@@ -91,7 +92,7 @@ def test_higher_priority_tasks_are_claimed_first(start_cluster):
         lambda: tasks.filter(state="succeeded").count() == 9, what="the nine tasks to succeed"
     )
     claimed = list(tasks.order_by("started_at").values_list("pk", flat=True))
-    assert claimed == [int(r.id) for r in [top, *highs, *lows]]
+    assert claimed == [Job.objects.get(uid=r.id).pk for r in [top, *highs, *lows]]
 
 
 def test_a_task_written_as_djangos_documentation_writes_one_runs_unchanged(start_cluster):

@@ -8,6 +8,7 @@ that provider would post, to that provider's own webhook URL.
 import base64
 
 import pytest
+from django.core import checks
 from django.test import Client
 
 from bimride.jobs.testing import perform_job
@@ -72,11 +73,29 @@ def test_events_without_the_right_basic_auth_are_refused_and_change_nothing(
 
 
 @pytest.mark.django_db
-def test_the_webhook_is_closed_while_no_secret_is_configured(settings, sent_receipt, track):
+@pytest.mark.parametrize("auth", [None, SECRET, "hooks:wrong"])
+def test_the_webhook_is_closed_while_no_secret_is_configured(
+    settings, sent_receipt, track, caplog, auth
+):
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ""}
-    assert track(sent_receipt, "delivered").status_code == 403
+    response = track(sent_receipt, "delivered", auth=auth)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Basic ")
+    assert response.json()["error"]["code"] == "webhook_closed"
+    assert "closed because ANYMAIL_WEBHOOK_SECRET is not set" in caplog.text
     sent_receipt.refresh_from_db()
     assert sent_receipt.status == "sent"
+
+
+def test_the_deployment_checks_say_why_the_webhook_is_closed(settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ""}
+    found = checks.run_checks(include_deployment_checks=True)
+    [warning] = [c for c in found if c.id == "notifications.W001"]
+    assert "ANYMAIL_WEBHOOK_SECRET is not set" in warning.msg and "401" in warning.msg
+
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    found = checks.run_checks(include_deployment_checks=True)
+    assert not [c for c in found if c.id == "notifications.W001"]
 
 
 @pytest.mark.django_db

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.core import checks
 
 from bimride.jobs.runner import run_job
 from payments import stripe_client
@@ -44,7 +45,7 @@ def captured_payment(db):
     "signature",
     [None, "", "t=1,v1=deadbeef", "garbage", "sign-with-another-secret", "stale"],
 )
-def test_a_bad_or_missing_signature_answers_400_and_stores_nothing(client, signature):
+def test_a_bad_or_missing_signature_answers_401_and_stores_nothing(client, signature):
     body = event("evt_1", "payment_intent.succeeded", {"id": "pi_1"})
     if signature == "sign-with-another-secret":
         signature = stripe_client.webhook_signature(payload=body, secret="whsec_other")
@@ -55,9 +56,36 @@ def test_a_bad_or_missing_signature_answers_400_and_stores_nothing(client, signa
             body, "whsec_dev_standin_secret", timestamp=1
         )
     response = post(client, body, signature)
-    assert response.status_code == 400
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Stripe-Signature ")
     assert response.json()["error"]["code"] == "invalid_signature"
     assert not WebhookEvent.objects.exists() and not jobs_named("payments.process_stripe_event")
+
+
+@pytest.mark.parametrize("signature", [None, "sign", "sign-with-an-empty-secret"])
+def test_the_webhook_is_closed_while_no_secret_is_configured(client, settings, caplog, signature):
+    body = event("evt_1", "payment_intent.succeeded", {"id": "pi_1"})
+    if signature != "sign":  # signed with the configured secret before it is unset
+        signature = signature and stripe_client.webhook_signature(payload=body, secret=" ")
+    else:
+        signature = stripe_client.webhook_signature(payload=body)
+    settings.STRIPE_WEBHOOK_SECRET = ""
+    response = post(client, body, signature)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Stripe-Signature ")
+    assert response.json()["error"]["code"] == "webhook_closed"
+    assert "closed because STRIPE_WEBHOOK_SECRET is not set" in caplog.text
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("secret", "warning"),
+    [("", "payments.W001"), ("whsec_dev_standin_secret", "payments.W002"), ("whsec_live", None)],
+)
+def test_the_deployment_checks_say_why_the_webhook_refuses_or_is_weak(settings, secret, warning):
+    settings.STRIPE_WEBHOOK_SECRET = secret
+    found = [c.id for c in checks.run_checks(include_deployment_checks=True)]
+    assert [i for i in found if i.startswith("payments.W")] == ([warning] if warning else [])
 
 
 def test_a_resent_event_is_stored_and_processed_once(client, captured_payment):

@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from bimride.jobs import registry
+from bimride.jobs import registry, shutdown
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job
 from bimride.jobs.runner import run_job
@@ -31,7 +31,8 @@ class Command(BaseCommand):
                 job = enqueue(name, data)
                 if sync:
                     self.stdout.write(f"running job {job.pk} ({name}) here")
-                    run_job(job.pk)
+                    with shutdown.obeying_stop_signals():  # a Ctrl-C still stops it
+                        run_job(job.pk)
         except registry.JobPayloadError as error:
             raise CommandError(str(error)) from None
         if not sync:
