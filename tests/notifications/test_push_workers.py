@@ -167,7 +167,8 @@ def test_an_arriving_push_held_up_until_the_ride_started_is_not_sent(
     as_driver.post("/api/drivers/me/location", AT_PICKUP, format="json")
     enqueue("rides.notice_driver_arrivals")
     arriving = Push.objects.filter(kind="driver_arriving")
-    wait_until(lambda: arriving.filter(attempts__gte=1).exists(), what="an arriving attempt")
+    failed = arriving.filter(error__contains="503")  # recorded once FCM answered the attempt
+    wait_until(failed.exists, what="an arriving attempt refused by FCM")
     assert as_driver.post(f"/api/rides/{ride_id}/start").status_code == 200
     fcm_standin.set_mode("ok")  # FCM is back: the rider is in the car by now
 

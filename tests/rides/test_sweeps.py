@@ -48,6 +48,7 @@ def test_the_sweep_expires_requested_rides_past_the_expiry_and_no_others(setting
         assert cancelled_jobs(ride) == {
             "payments.release_authorization",
             "notifications.send_ride_cancelled",
+            "notifications.push_ride_cancelled",  # tells the driver only of a rider's cancel
         }
     assert Ride.objects.get(pk=fresh.pk).status == "requested"
     assert Ride.objects.get(pk=accepted.pk).status == "accepted"
