@@ -24,7 +24,13 @@ class Text:
 
 
 def language_of(locale: str) -> str:
-    return (locale or settings.LANGUAGE_CODE).replace("_", "-").split("-")[0].lower()
+    """The language of a BCP 47 tag ("de-DE": "de"); the site's for anything else."""
+    language = (locale or "").replace("_", "-").split("-")[0].lower()
+    return language if re.fullmatch(r"[a-z]{2,3}", language) else language_of_site()
+
+
+def language_of_site() -> str:
+    return settings.LANGUAGE_CODE.split("-")[0].lower()
 
 
 def text_for(push: Push, ride: Ride | None, locale: str) -> Text:

@@ -11,9 +11,9 @@ class DeviceInput(serializers.Serializer):
     token = serializers.CharField(min_length=1, max_length=TOKEN_MAX, trim_whitespace=True)
     platform = serializers.ChoiceField(choices=Device.Platform.choices)
     app_version = serializers.CharField(max_length=40, required=False, allow_blank=True)
-    locale = serializers.RegexField(
-        r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", max_length=20, required=False, default="en"
-    )
+    # A BCP 47 tag ("de-DE"): its language picks the pushes' templates; an unknown one gets
+    # English.
+    locale = serializers.CharField(max_length=20, required=False, default="en")
 
 
 class DeviceSerializer(serializers.ModelSerializer):

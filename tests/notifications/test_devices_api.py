@@ -97,7 +97,7 @@ def test_signed_out_callers_get_401(anon, method, path):
         ({"token": ""}, "token"),
         ({"token": "   "}, "token"),
         ({"token": "t" * 1025}, "token"),
-        ({"locale": "not a locale!"}, "locale"),
+        ({"locale": "l" * 21}, "locale"),
         ({"app_version": "v" * 41}, "app_version"),
     ],
 )

@@ -340,3 +340,19 @@ def test_metrics_count_pushes_by_kind_and_outcome(rider, fcm_standin, settings):
     for outcome in ("sent", "unregistered"):
         line = f'bimride_pushes_total{{kind="driver_assigned",outcome="{outcome}"}}'
         assert line in text
+
+
+@pytest.mark.parametrize(
+    ("locale", "title"),
+    [
+        ("de", "Ihre Fahrt hat begonnen"),
+        ("de_AT", "Ihre Fahrt hat begonnen"),
+        ("fr-FR", "Your ride has started"),  # not written in French: English
+        ("../..", "Your ride has started"),  # not a language at all
+    ],
+)
+def test_a_push_is_in_the_devices_language_or_english(rider, fcm_standin, locale, title):
+    device_of(rider.user, locale=locale)
+    ride = accepted_ride(rider, status="in_progress", started_at=timezone.now())
+    run_all(fan_out("ride.started", ride_id=ride.pk))
+    assert [m.title for m in fcm_standin.received()] == [title]
