@@ -1,6 +1,6 @@
 """`make reliability`: BimRide under faults, on loopback, against its own embedded PostgreSQL.
 
-    python -m bench.reliability [--quick] [--only 1,2,3,4,5,6]
+    python -m bench.reliability [--quick] [--only 1,2,3,4,5,6,7,8]
 
 Starts a separate embedded server (data dir .data/pg-reliability, so it can be stopped and
 started without disturbing `make run` or `make test`), migrates it, then runs the scenarios:
@@ -15,6 +15,8 @@ started without disturbing `make run` or `make test`), migrates it, then runs th
 6. provider outage  email and Stripe stand-ins failing 503 (a stub until they exist)
 7. many hosts       3 hosts (gunicorn + a qcluster per queue each) through one PgBouncer to
                     one PostgreSQL under the ride flow; one host SIGKILLed whole mid-run
+8. in-flight kills  one worker process running 16 attempts at once (threads) under a steady
+                    load, SIGKILLed whenever half of them or more are in flight, 4 times
 
 Each ends with an accounting (lost, duplicated, 5xx). The table goes to stdout and to
 bench/results/reliability.md and .json. Every process started is stopped in `finally`.
@@ -65,6 +67,12 @@ FULL = {
     "hosts_kill_after": 40,
     "hosts_effects_per_second": 3,
     "hosts_drain_timeout": 240,
+    "inflight_concurrency": 16,
+    "inflight_jobs_per_second": 20,
+    "inflight_job_sleep": 1.0,
+    "inflight_load_seconds": 40,
+    "inflight_kills": 4,
+    "inflight_kill_every": 6,
 }
 QUICK = {
     **FULL,
@@ -177,6 +185,7 @@ def run(cfg, only: set[int]) -> list:
         )
         scenario(6, "6. provider outage", provider_outage, procs, cfg)
         scenario(2, "2. database restart", faults.database_restart, procs, base, riders, cfg)
+        scenario(8, "8. kills with attempts in flight", faults.inflight_kills, procs, cfg)
         scenario(7, "7. many hosts", many_hosts, procs, cfg)
     finally:
         say("stopping every process this run started")
@@ -227,7 +236,7 @@ def write(results: list, cfg, mode: str, elapsed: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller scenarios (~3 minutes)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="scenario numbers, e.g. 1,4")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="scenario numbers, e.g. 1,4")
     parser.add_argument("--jobs", type=int, help="jobs in scenario 1")
     args = parser.parse_args(argv)
     cfg = SimpleNamespace(**(QUICK if args.quick else FULL))

@@ -464,3 +464,54 @@ def judge_outage(result: Result, records: list) -> None:
     outage = [r for r in records if r[0] == "outage" and r[1] == "GET /readyz"]
     if outage and not any(r[2] == 503 for r in outage):
         result.fail("readyz never answered 503 during the outage")
+
+
+def inflight_kills(procs: Processes, cfg) -> Result:
+    """Scenario 8: a worker process SIGKILLed while it runs many attempts at once (threads),
+    again and again, under a steady load; the relay every ~2 s."""
+    result = Result("8. kills with attempts in flight")
+    create_effects_table()
+    concurrency = cfg.inflight_concurrency
+    env = {"JOB_CONCURRENCY_DEFAULT": str(concurrency)}
+    cluster = procs.qcluster("s8-cluster", "default", 1, env)
+    ids: list[int] = []
+    in_flight_at_kills: list[int] = []
+    started = time.monotonic()
+    next_batch, next_relay, next_kill = started, started + 2, started + 3
+    while time.monotonic() < started + cfg.inflight_load_seconds:
+        now = time.monotonic()
+        if now >= next_batch:  # a steady load: a batch every second
+            ids += enqueue_batch(len(ids), cfg.inflight_jobs_per_second, cfg.inflight_job_sleep)
+            next_batch = now + 1
+        if now >= next_relay:
+            safe_relay()
+            next_relay = now + 2
+        running = Counter(
+            _pid(w)
+            for w in Job.objects.filter(pk__in=ids, state="running").values_list(
+                "worker", flat=True
+            )
+        )
+        pid, flying = running.most_common(1)[0] if running else (0, 0)
+        wanted = len(in_flight_at_kills) < cfg.inflight_kills and now >= next_kill
+        if wanted and flying >= concurrency // 2:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                in_flight_at_kills.append(flying)
+                say(f"  SIGKILLed worker {pid} with {flying} attempts in flight")
+            next_kill = now + cfg.inflight_kill_every
+        time.sleep(0.1)
+    left = drain(ids, time.monotonic() + cfg.drain_timeout)
+    result.load = (
+        f"{len(ids)} jobs ({cfg.inflight_job_sleep:g} s each), 1 worker process"
+        f" running up to {concurrency} at once"
+    )
+    result.faults = f"{len(in_flight_at_kills)} SIGKILLs with {in_flight_at_kills} in flight"
+    result.errors_5xx = "n/a"
+    if len(in_flight_at_kills) < cfg.inflight_kills:
+        result.fail(f"only {len(in_flight_at_kills)} kill(s) with attempts in flight happened")
+    if left:
+        result.notes.append(f"{left} job(s) unfinished after the drain")
+    account(result, ids)
+    cluster.stop()
+    return result

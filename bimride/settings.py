@@ -348,6 +348,26 @@ JOB_LISTEN_CONNECT_TIMEOUT = env.float("JOB_LISTEN_CONNECT_TIMEOUT", 5.0)  # sec
 JOB_POLL_SECONDS = env.float("JOB_POLL_SECONDS", 0.25 if JOB_PICKUP == "poll" else 1.0)
 
 _QUEUE_WORKERS = {"critical": 2, "default": 2, "bulk": 2}
+# Attempts in flight per worker process (threads): most jobs of `critical` and `default` wait on
+# Stripe or the email provider, `bulk`'s use the CPU (README "Concurrency").
+JOB_CONCURRENCY = {
+    queue: env.int(f"JOB_CONCURRENCY_{queue.upper()}", n)
+    for queue, n in (("critical", 25), ("default", 25), ("bulk", 1))
+}
+JOB_WORKER_QUEUE = env.str("Q_CLUSTER_NAME", "default")  # the queue this process works for
+# A worker process running attempts in threads shares this many connections among them (Django's
+# psycopg pool; 0: a connection per thread, closed after each attempt); a thread waits up to
+# JOB_DB_POOL_TIMEOUT seconds for one. The system check holds a host's workers to
+# JOB_DB_CONNECTION_BUDGET connections (pools, or one per single-threaded worker).
+JOB_DB_POOL_SIZE = env.int("JOB_DB_POOL_SIZE", 4)
+JOB_DB_POOL_TIMEOUT = env.float("JOB_DB_POOL_TIMEOUT", 30.0)
+JOB_DB_CONNECTION_BUDGET = env.int("JOB_DB_CONNECTION_BUDGET", 40)
+# Requests per second each provider may be sent, by every host together ("stripe=100,email=20";
+# 0: no limit). Stripe's documented default for live mode is 100 (README "Rate limits").
+# FCM's own quota (600,000 messages a minute per project) is far above what BimRide sends.
+PROVIDER_RATE_LIMITS = {"stripe": 100.0, "email": 0.0, "fcm": 0.0} | env.dict(
+    "PROVIDER_RATE_LIMITS", cast={"value": float}, default={}
+)
 Q_CLUSTER = {
     "name": "default",
     "orm": "default",

@@ -8,7 +8,7 @@ very code. FCM's answers map to ours:
 
 - 200: the message's name ("projects/p/messages/0:…");
 - 404 `UNREGISTERED` (and 400 naming the token invalid): `Unregistered`, the token is dead;
-- 429 `QUOTA_EXCEEDED`: `Throttled`, retried no sooner than its `Retry-After`;
+- 429 `QUOTA_EXCEEDED`: `Throttled`, with its `Retry-After` (the caller pauses FCM for it);
 - 500, 503, a timeout, a refused connection: raised as they are, to be retried;
 - any other 4xx (a malformed message, a sender id mismatch), and a token exchange refused for
   good (a wrong or revoked key): `PushRejected`, never retried.
@@ -26,7 +26,6 @@ from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2 import service_account
 
 from bimride.errors import PermanentError
-from bimride.jobs.retry import RetryAfter
 
 SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]
 DEFAULT_RETRY_AFTER = 60.0  # seconds, when a 429 names none (FCM's advice: at least a minute)
@@ -44,8 +43,12 @@ class Unregistered(PermanentError):
     code = "push_token_unregistered"
 
 
-class Throttled(RetryAfter):
+class Throttled(Exception):  # noqa: N818 - FCM's word
     """FCM's quota for the project or the device is spent: come back after `seconds`."""
+
+    def __init__(self, message: str, *, seconds: float):
+        super().__init__(message)
+        self.seconds = seconds
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
-from bimride.db import patiently
+from bimride.db import patiently, provider_call
 from bimride.errors import NotFound, ValidationError
+from bimride.jobs import ratelimit
 from bimride.jobs.enqueue import enqueue
 from notifications import fcm, selectors
 from notifications.kinds import KINDS, collapse_key
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 User = get_user_model()
 
 SEND_PUSH = "notifications.send_push"
+FCM = ratelimit.provider("fcm")  # its budget: PROVIDER_RATE_LIMITS["fcm"]
 RECORD_PATIENCE = 8  # seconds to keep trying to record an accepted push while the DB is down
 PRUNE_CHUNK = 1000
 Status = Push.Status
@@ -204,15 +206,20 @@ def push_send(*, push_id: int, job_id: int | None = None, trace_id: str = "") ->
     declared `atomic=False`: the push's state must commit on its own.
 
     A dead token deactivates the device (no retry); FCM refusing the message raises
-    PushRejected (the push fails); other errors raise, to be retried (after a 429's
-    Retry-After)."""
+    PushRejected (the push fails); a 429 pauses every job's pushes for its Retry-After (the job
+    snoozes, using no attempt); other errors raise, to be retried."""
+    ratelimit.take(FCM)
     push, outcome, message = _begin_send(push_id, job_id, trace_id)
     if outcome is not None:
         return outcome
+    provider_call("FCM")
     try:
         name = fcm.send(message)
     except fcm.Unregistered as error:
         return _record_unregistered(push, str(error))
+    except fcm.Throttled as error:
+        Push.objects.filter(pk=push.pk).update(error=f"{error}"[:2000])
+        raise ratelimit.pause(FCM, error.seconds) from error
     except fcm.PushRejected as error:
         push_fail(push_id=push.pk, error=str(error))
         raise

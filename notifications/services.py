@@ -25,8 +25,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from bimride.db import patiently
+from bimride.db import patiently, provider_call
 from bimride.errors import BimRideError, NotFound, PermanentError
+from bimride.jobs import ratelimit
 from bimride.jobs.enqueue import enqueue
 from bimride.jobs.models import Job
 from notifications import emails, selectors
@@ -40,8 +41,9 @@ logger = logging.getLogger(__name__)
 
 Status = Notification.Status
 CANCELLATIONS_TOLD = {"driver": "cancelled by the driver", "system": "expired"}
-RETRIABLE_HTTP_4XX = (408, 429)  # timeouts and rate limits pass; other 4xx answers are final
+RETRIABLE_HTTP_4XX = (408,)  # timeouts pass (a 429 pauses the provider); other 4xx are final
 RECORD_PATIENCE = 8  # seconds to keep trying to record an accepted message while the DB is down
+EMAIL = ratelimit.provider("email")
 
 
 class EmailRejected(PermanentError):
@@ -73,13 +75,18 @@ def notification_send(*, email: Email, origin: Origin) -> dict:
         if email.template == Notification.Template.RECEIPT and email.ride_id:
             ride_set_receipt_status(ride_id=email.ride_id, status=Ride.ReceiptStatus.NONE)
         return {"skipped": f"the recipient turned {email.template} emails off"}
+    ratelimit.take(EMAIL)
     notification, outcome = _begin_attempt(email, origin)
     if outcome is not None:
         return outcome
     message = emails.message_for(email)
+    provider_call("The email provider")
     try:
         message.send()
     except Exception as error:
+        if _status(error) == 429:  # every job's email waits out the pause the provider asked
+            _record_error(notification.pk, f"{type(error).__name__}: 429, paused")
+            raise ratelimit.pause(EMAIL, _retry_after(error)) from error
         reason = _rejection(error)
         if reason is None:
             _record_error(notification.pk, f"{type(error).__name__}: {error}")
@@ -145,6 +152,17 @@ def _rejection(error: Exception) -> str | None:
         if status is not None and 400 <= status < 500 and status not in RETRIABLE_HTTP_4XX:
             return f"{error.esp_name or 'The provider'} answered {status}: {_api_errors(error)}"
     return None
+
+
+def _status(error: Exception) -> int | None:
+    return error.status_code if isinstance(error, AnymailAPIError) else None
+
+
+def _retry_after(error: AnymailAPIError) -> float | None:
+    try:
+        return float(error.response.headers.get("Retry-After", ""))
+    except (AttributeError, ValueError):
+        return None
 
 
 def _api_errors(error: AnymailAPIError | AnymailRecipientsRefused) -> str:

@@ -2,6 +2,10 @@
 an email. Each is `atomic=False`: the notification log commits on its own, so a message the
 provider accepted stays recorded even if the job's attempt is later lost, and is not sent again.
 
+What a person waits for goes first: among `default`'s due jobs, receipts and payment-failure
+notices (priority 10) are taken before cancellations and refunds (5), other jobs (0) and
+welcome emails (-10), so a burst of sign-ups never holds a receipt back.
+
 A notification's key names the email ("receipt:42"); a resend carries its own key in the
 payload (`notification_key`). `on_dead` marks the notification failed when retries run out.
 """
@@ -88,6 +92,7 @@ REFUND_KEY = key_of("refund_confirmation", "refund_id")
     on="account.registered",
     subject="user",
     atomic=False,
+    priority=-10,
     on_dead=_mark_failed(WELCOME_KEY),
 )
 def send_welcome(payload: dict, ctx: JobContext) -> dict:
@@ -109,6 +114,7 @@ def expect_receipt(sender, ride, **kwargs) -> None:
     on="payment.settled",
     subject="ride",
     atomic=False,
+    priority=10,
     on_dead=_mark_failed(RECEIPT_KEY),
 )
 def send_receipt(payload: dict, ctx: JobContext) -> dict:
@@ -128,6 +134,7 @@ def send_receipt(payload: dict, ctx: JobContext) -> dict:
     on="ride.cancelled",
     subject="ride",
     atomic=False,
+    priority=5,
     on_dead=_mark_failed(RIDE_CANCELLED_KEY),
 )
 def send_ride_cancelled(payload: dict, ctx: JobContext) -> dict:
@@ -147,6 +154,7 @@ def send_ride_cancelled(payload: dict, ctx: JobContext) -> dict:
     on="payment.failed",
     subject="ride",
     atomic=False,
+    priority=10,
     on_dead=_mark_failed(PAYMENT_FAILED_KEY),
 )
 def send_payment_failed(payload: dict, ctx: JobContext) -> dict:
@@ -169,6 +177,7 @@ def send_payment_failed(payload: dict, ctx: JobContext) -> dict:
     on="refund.succeeded",
     subject="ride",
     atomic=False,
+    priority=5,
     on_dead=_mark_failed(REFUND_KEY),
 )
 def send_refund_confirmation(payload: dict, ctx: JobContext) -> dict:

@@ -10,8 +10,11 @@ twice. Only a payout whose transfer Stripe refused, and that finds no transfer m
 under a new key (`payout:<payout id>:<failures>`).
 
 Calls return plain dicts. A declined card and a request Stripe refuses are `PermanentError`s
-(dead-lettered at once); rate limits, connection errors, timeouts and 5xx are `StripeUnavailable`
-(retried with the payments retry policy). The SDK never retries on its own: the job system does.
+(dead-lettered at once); connection errors, timeouts and 5xx are `StripeUnavailable` (retried
+with the payments retry policy). The SDK never retries on its own: the job system does. Each call
+takes a token from Stripe's rate-limit budget first (`PROVIDER_RATE_LIMITS`), and a 429 pauses
+every job's Stripe calls for its `Retry-After`: either way the job snoozes, using no attempt. No
+call is made inside a database transaction (`bimride.db.provider_call`).
 """
 
 import functools
@@ -21,7 +24,11 @@ import logging
 import stripe
 from django.conf import settings
 
+from bimride.db import provider_call
 from bimride.errors import PermanentError
+from bimride.jobs import ratelimit
+
+STRIPE = ratelimit.provider("stripe")
 
 logging.getLogger("stripe").setLevel(logging.WARNING)  # the SDK logs every request at INFO
 
@@ -68,6 +75,8 @@ def client() -> stripe.StripeClient:
 
 def _call(method, params: dict, key: str | None, *args) -> dict:
     options = {"idempotency_key": key} if key else {}
+    ratelimit.take(STRIPE)
+    provider_call("Stripe")
     try:
         result = method(*args, params=params, options=options)
     except stripe.CardError as error:
@@ -77,7 +86,9 @@ def _call(method, params: dict, key: str | None, *args) -> dict:
             code=error.code or "card_declined",
             decline_code=decline,
         ) from None
-    except (stripe.RateLimitError, stripe.APIConnectionError) as error:
+    except stripe.RateLimitError as error:
+        raise ratelimit.pause(STRIPE, _retry_after(error.headers)) from None
+    except stripe.APIConnectionError as error:
         raise StripeUnavailable(f"{type(error).__name__}: {error.user_message or error}") from None
     except (stripe.InvalidRequestError, stripe.IdempotencyError) as error:
         raise PaymentRejected(
@@ -90,6 +101,13 @@ def _call(method, params: dict, key: str | None, *args) -> dict:
     except stripe.APIError as error:
         raise StripeUnavailable(f"Stripe {error.http_status}: {error.user_message}") from None
     return json.loads(str(result))
+
+
+def _retry_after(headers) -> float | None:
+    try:
+        return float((headers or {}).get("Retry-After", ""))
+    except ValueError:
+        return None
 
 
 def customer_create(*, rider_id: int, email: str, name: str, key: str) -> dict:

@@ -6,8 +6,10 @@ answer in its own transaction. A worker killed after Stripe answered leaves the 
 is delivered again, makes the same call with the same key, gets Stripe's stored answer and
 records it: one capture. A declined card or a rejected request is permanent (the payment is
 marked failed, the ride flagged, the rider told, the job dead-lettered with Stripe's code);
-rate limits, network errors and 5xx are retried, and `on_dead` fails the payment when retries
-run out.
+network errors and 5xx are retried, and `on_dead` fails the payment when retries run out; a
+rate limit snoozes the job. The jobs acting on one ride (authorise, capture with its extra
+charge, release, cancellation fee, refunds) share the concurrency key `ride:<id>`: they run one
+at a time in the order they were enqueued, so a capture never runs before its authorisation.
 """
 
 from django.db import transaction
@@ -34,6 +36,7 @@ class RideCancelledPayload(RidePayload):
 
 class RefundPayload(serializers.Serializer):
     refund_id = serializers.IntegerField(min_value=1)
+    ride_id = serializers.IntegerField(min_value=1, required=False)  # its concurrency key
 
 
 class WebhookPayload(serializers.Serializer):
@@ -75,6 +78,7 @@ def _source(ctx: JobContext) -> str:
     on="ride.requested",
     subject="ride",
     atomic=False,
+    concurrency_key="ride:{ride_id}",  # one ride's payment jobs run one at a time, in order
     on_dead=_fail_ride_payment(Payment.Kind.RIDE),
 )
 def authorize_payment(payload: dict, ctx: JobContext) -> dict:
@@ -92,6 +96,7 @@ def authorize_payment(payload: dict, ctx: JobContext) -> dict:
     on="ride.completed",
     subject="ride",
     atomic=False,
+    concurrency_key="ride:{ride_id}",  # one ride's payment jobs run one at a time, in order
     on_dead=_fail_ride_payment(Payment.Kind.RIDE),
 )
 def capture_payment(payload: dict, ctx: JobContext) -> dict:
@@ -109,6 +114,7 @@ def capture_payment(payload: dict, ctx: JobContext) -> dict:
     on="ride.cancelled",
     subject="ride",
     atomic=False,
+    concurrency_key="ride:{ride_id}",  # one ride's payment jobs run one at a time, in order
 )
 def release_authorization(payload: dict, ctx: JobContext) -> dict:
     """Release the authorisation of a cancelled ride; schedule the cancellation fee if due."""
@@ -129,6 +135,7 @@ def release_authorization(payload: dict, ctx: JobContext) -> dict:
     timeout=PAYMENT_TIMEOUT,
     subject="ride",
     atomic=False,
+    concurrency_key="ride:{ride_id}",  # one ride's payment jobs run one at a time, in order
     on_dead=_fail_ride_payment(Payment.Kind.CANCELLATION_FEE),
 )
 def charge_cancellation_fee(payload: dict, ctx: JobContext) -> dict:
@@ -150,6 +157,7 @@ def _refund_failed(payload: dict, error: str) -> None:
     retry=PAYMENTS_RETRY,
     timeout=PAYMENT_TIMEOUT,
     atomic=False,
+    concurrency_key="ride:{ride_id}",  # one ride's payment jobs run one at a time, in order
     on_dead=_refund_failed,
 )
 def refund_payment(payload: dict, ctx: JobContext) -> dict:

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import signal
 import sys
+import threading
 import time
 
 from django.db import connection
@@ -152,3 +153,95 @@ def show_synchronous_commit(payload: dict, ctx: JobContext) -> dict:
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         return {"synchronous_commit": cursor.fetchone()[0]}
+
+
+# --- many attempts in flight per worker process (bimride.jobs.inflight) -------------------------
+SPANS_TABLE = "test_spans"
+
+
+def create_spans_table() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {SPANS_TABLE} (job_id bigint NOT NULL, attempt int,"
+            " started double precision, ended double precision, pid int, thread text,"
+            " logged_job_id text)"
+        )
+        cursor.execute(f"TRUNCATE {SPANS_TABLE}")
+
+
+def spans() -> list[dict]:
+    """What each finished attempt of the span-recording jobs saw, by job id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT job_id, attempt, started, ended, pid, thread, logged_job_id"
+            f" FROM {SPANS_TABLE} ORDER BY job_id, attempt"
+        )
+        names = [c.name for c in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _span(ctx: JobContext, seconds: float) -> dict:
+    """Wait `seconds` in Python-level steps (as a provider call would wait on its socket), then
+    record the attempt's span, process, thread and the job id its log lines carry."""
+    from bimride.db import provider_call
+    from bimride.tracing import _context
+
+    started = time.time()
+    provider_call("a test provider")  # a waiting thread holds no connection
+    while time.time() < started + seconds:
+        time.sleep(0.02)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {SPANS_TABLE} VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [
+                ctx.job_id,
+                ctx.attempt,
+                started,
+                time.time(),
+                os.getpid(),
+                threading.current_thread().name,
+                str(_context.get({}).get("job_id")),
+            ],
+        )
+    return {"pid": os.getpid()}
+
+
+@job("tests.span", payload=EffectPayload, timeout=10, atomic=False)
+def span(payload: dict, ctx: JobContext) -> dict:
+    return _span(ctx, payload.get("sleep", 1))
+
+
+class KeyedPayload(EffectPayload):
+    key = serializers.IntegerField(min_value=0)
+
+
+@job(
+    "tests.keyed_span",
+    payload=KeyedPayload,
+    timeout=10,
+    atomic=False,
+    concurrency_key="key:{key}",
+)
+def keyed_span(payload: dict, ctx: JobContext) -> dict:
+    """A span; the jobs of one `key` run one at a time, oldest first."""
+    return _span(ctx, payload.get("sleep", 0.3))
+
+
+@job("tests.spin", payload=EffectPayload, timeout=1, retry=RetryPolicy(max_attempts=2, initial=0.1))
+def spin(payload: dict, ctx: JobContext) -> dict:
+    """Busy in Python for `sleep` seconds: a timeout interrupts it."""
+    until = time.time() + payload.get("sleep", 5)
+    while time.time() < until:
+        time.sleep(0.01)
+    return {}
+
+
+@job("tests.snoozer", payload=EffectPayload, timeout=10, max_snoozes=3)
+def snoozer(payload: dict, ctx: JobContext) -> dict:
+    """Snooze (0.1 s) until the job has snoozed `n` times, then succeed."""
+    from bimride.jobs.models import Job
+
+    snoozed = Job.objects.values_list("snoozes", flat=True).get(pk=ctx.job_id)
+    if snoozed < payload["n"]:
+        ctx.snooze(0.1, f"waiting ({snoozed + 1} of {payload['n']})")
+    return {"snoozed": snoozed}

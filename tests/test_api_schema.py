@@ -144,12 +144,15 @@ def test_the_provider_webhooks_are_documented_as_webhooks(schema):
 
 
 def test_every_id_in_a_path_is_documented_as_the_digits_a_route_matches(schema):
+    digits = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+    opaque = {"type": "string", "format": "uuid"}  # a job's opaque id (a Tasks API result id)
     for path, method, operation in operations(schema):
         for parameter in operation.get("parameters", []):
             if parameter["in"] != "path":
                 continue
             label = f"{method.upper()} {path} {parameter['name']}"
-            assert parameter["schema"] == {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+            expected = opaque if parameter["name"].endswith("_uid") else digits
+            assert parameter["schema"] == expected, label
             assert "not_found" in codes(operation, "404"), label
 
 

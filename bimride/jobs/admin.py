@@ -327,7 +327,7 @@ class QueuedTaskAdmin(QueueAdmin):
     @admin.display(description="job")
     def job(self, row: OrmQ):
         task = self.task(row)
-        return job_link(task["args"][0] if task.get("func") == broker.RUN_JOB else None)
+        return job_link(task["args"][0] if task.get("func") in broker.RUNS_JOB else None)
 
     @admin.display(description="task id")
     def task_id(self, row: OrmQ):

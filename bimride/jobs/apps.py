@@ -12,7 +12,10 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from bimride.jobs import q2compat  # django-q2's models need the app registry
+        from bimride.jobs import (
+            checks,  # noqa: F401 - registers the system checks
+            q2compat,  # django-q2's models need the app registry
+        )
 
         q2compat.apply()  # refuses to start on a django-q2 its patches were not written for
         autodiscover_modules("tasks")  # every app's tasks.py registers its job types

@@ -25,7 +25,8 @@ from bimride.jobs.q2compat import ORM, Conf, OrmQ, Schedule, SignedPackage, Task
 
 logger = logging.getLogger(__name__)
 
-RUN_JOB = "bimride.jobs.runner.run_job"
+RUN_JOB = "bimride.jobs.runner.deliver"
+RUNS_JOB = (RUN_JOB, "bimride.jobs.runner.run_job")  # the latter in packages of older releases
 QUEUE_TABLE = OrmQ._meta.db_table
 WorkerTimeout = TimeoutException  # raised in a worker when an attempt outlives its timeout
 
@@ -76,7 +77,7 @@ def job_of(payload: str) -> int | None:
     """The id of the job a broker row carries (a job's row, or a package of `run_job` pushed by
     an older release), or None for django-q2's own rows."""
     task = job_task(payload) if is_job_row(payload) else SignedPackage.loads(payload)
-    return task["args"][0] if task.get("func") == RUN_JOB else None
+    return task["args"][0] if task.get("func") in RUNS_JOB else None
 
 
 def pushing(rows: str) -> str:
@@ -247,6 +248,13 @@ class PostgresBroker(ORM):
 
     def fail(self, task_id) -> None:
         self.delete(task_id)
+
+
+def hand_back(row_id: int | None) -> None:
+    """Make a broker row a pusher took visible again at once, for another worker to take."""
+    if row_id is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {QUEUE_TABLE} SET lock = now() WHERE id = %s", [row_id])
 
 
 def sync_schedule_rows(wanted: dict[str, dict], *, func: str) -> dict[str, list[str]]:

@@ -26,7 +26,7 @@ def enqueue(
     idempotency_key: str | None = None,
     retry_of: Job | None = None,
     queue: str | None = None,
-    priority: int = 0,
+    priority: int | None = None,
     backend: str = "",
 ) -> Job:
     """Create job `name` due now (or at `run_at`, or after `delay`) and return it.
@@ -37,12 +37,13 @@ def enqueue(
     `backend` (a task's TASKS alias) are for tasks of Django's Tasks API and their retries.
     """
     fields = {"queue": queue} if queue else {}
+    if priority is not None:
+        fields["priority"] = priority
     job = _build(
         name,
         payload,
         idempotency_key=idempotency_key,
         retry_of=retry_of,
-        priority=priority,
         backend=backend,
         **fields,
     )
@@ -64,6 +65,8 @@ def _build(name: str, payload: dict | None, **fields) -> Job:
         "timeout": job_type.timeout,
         "trace_id": current_trace_id(),
         "subject": job_type.subject_of(data),
+        "concurrency_key": job_type.concurrency_key_of(data),
+        "priority": job_type.priority,
     }
     return Job(
         name=name,

@@ -7,7 +7,14 @@ jobs, open dead letters and open alerts are read from the database at scrape tim
 host reports the same global figures.
 """
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -25,6 +32,18 @@ RETRIES = Counter("bimride_job_retries", "Attempts scheduled after a failure.", 
 DEAD = Counter("bimride_job_dead_letters", "Jobs moved to the dead letters.", ["job", "queue"])
 PRUNED = Counter("bimride_pruned", "Rows deleted by retention.", ["kind"])
 SCHEDULE_RUNS = Counter("bimride_schedule_runs", "Schedule occurrences run.", ["schedule"])
+IN_FLIGHT = Gauge(
+    "bimride_job_in_flight",
+    "Attempts running in worker threads.",
+    ["queue"],
+    multiprocess_mode="livesum",
+)
+SNOOZES = Counter("bimride_job_snoozes", "Attempts that snoozed.", ["job", "queue"])
+# Claims put off because an earlier job of the same concurrency key is not finished.
+KEY_WAITS = Counter("bimride_job_key_waits", "Claims put off for a concurrency key.", ["job"])
+RATE_LIMITED = Counter(
+    "bimride_provider_rate_limited", "Provider calls put off by a rate limit.", ["provider", "why"]
+)
 # ended_by: notify (a new job, LISTEN), due (a deferred job came due), poll (the poll interval)
 IDLE_WAITS = Counter(
     "bimride_broker_idle_waits", "Idle waits of the queues' pushers.", ["queue", "ended_by"]

@@ -50,6 +50,10 @@ class Job(models.Model):
     result = models.JSONField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     progress = models.JSONField(null=True, blank=True)
+    # Times a handler said "not yet" (JobContext.snooze): no attempt used, capped per job type.
+    snoozes = models.PositiveIntegerField(default=0, db_default=0)
+    # "ride:42": of the live jobs sharing a key, only the oldest may run (one at a time, in order).
+    concurrency_key = models.CharField(max_length=200, blank=True, default="", db_default="")
     retry_of = models.ForeignKey(
         "self",
         null=True,
@@ -90,6 +94,11 @@ class Job(models.Model):
             ),
             models.Index(
                 fields=["retry_of"], name="job_retry_of_idx", condition=Q(retry_of__isnull=False)
+            ),
+            models.Index(
+                fields=["concurrency_key", "id"],
+                name="job_concurrency_key_idx",
+                condition=Q(state__in=LIVE_STATES) & ~Q(concurrency_key=""),
             ),
         ]
         constraints = [
@@ -216,3 +225,16 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.message}"
+
+
+class ProviderBudget(models.Model):
+    """A provider's rate limit, shared by every worker on every host: a token bucket refilled at
+    the provider's rate, and a pause set by the provider's own "too many requests"."""
+
+    name = models.CharField(max_length=50, primary_key=True)  # "stripe"
+    tokens = models.FloatField(default=0)
+    refreshed_at = models.DateTimeField(default=timezone.now)
+    paused_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

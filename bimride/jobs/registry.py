@@ -1,6 +1,7 @@
 """The registry of job types: `@job` declares a handler, its queue, retry, timeout and payload."""
 
 import json
+import string
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,15 @@ class UnknownJob(LookupError):
     pass
 
 
+class Snooze(Exception):  # noqa: N818 - what a handler says, not an error
+    """Raised by a handler (`ctx.snooze()`): not yet, again in `seconds`. No attempt is used and
+    no error recorded; the job's audit trail shows the snooze and its reason."""
+
+    def __init__(self, seconds: float, reason: str = ""):
+        super().__init__(reason or f"snoozed for {seconds:g}s")
+        self.seconds, self.reason = max(0.0, float(seconds)), reason
+
+
 @dataclass
 class JobContext:
     """What a handler knows of the attempt it runs in."""
@@ -45,6 +55,11 @@ class JobContext:
         record_progress(self, progress)
         self.progress = progress
 
+    def snooze(self, seconds: float, reason: str = ""):
+        """End this attempt with "not yet, again in `seconds`" (raises Snooze): the attempt
+        is given back, nothing is logged as an error, up to the job type's `max_snoozes`."""
+        raise Snooze(seconds, reason)
+
 
 @dataclass
 class JobType:
@@ -61,6 +76,10 @@ class JobType:
     # Called with the job's id once its outcome (succeeded or dead) is committed.
     on_finish: Callable[[int], None] | None = field(default=None, repr=False)
     task: object | None = field(default=None, repr=False)  # the Tasks API task it runs, if any
+    # "ride:{ride_id}": of the live jobs whose payload gives the same key, only the oldest runs.
+    concurrency_key: str = ""
+    priority: int = 0  # higher first among a queue's due jobs
+    max_snoozes: int = 100
 
     def __call__(self, payload: dict, ctx: JobContext):
         return self.func(payload, ctx)
@@ -77,6 +96,16 @@ class JobType:
             return json.loads(json.dumps(payload))
         except (TypeError, ValueError) as error:
             raise JobPayloadError(self.name, {"payload": [str(error)]}) from None
+
+    def key_fields(self) -> list[str]:
+        """The payload fields the concurrency key names."""
+        return [name for _, name, _, _ in string.Formatter().parse(self.concurrency_key) if name]
+
+    def concurrency_key_of(self, payload: dict) -> str:
+        """The job's concurrency key, "" without one (or without the fields it names)."""
+        if not self.concurrency_key or any(payload.get(f) is None for f in self.key_fields()):
+            return ""
+        return self.concurrency_key.format(**payload)
 
     def subject_of(self, payload: dict) -> str:
         if self.subject and payload.get(f"{self.subject}_id") is not None:
@@ -113,11 +142,17 @@ def job(
     subject: str | None = None,
     atomic: bool = True,
     on_dead: Callable[[dict, str], None] | None = None,
+    concurrency_key: str = "",
+    priority: int = 0,
+    max_snoozes: int = 100,
 ) -> Callable[[Callable], JobType]:
     """Register the decorated function as job type `name` ("app.verb_noun", never renamed).
 
     `on` subscribes it to events given to `publish()`; `on_dead(payload, error)` runs once when
-    the job is dead-lettered (mark the payment failed, tell the rider).
+    the job is dead-lettered (mark the payment failed, tell the rider). `concurrency_key`
+    ("ride:{ride_id}", payload fields in braces) runs the jobs of one key one at a time, oldest
+    first, across all hosts; `priority` (-100..100) orders a queue's due jobs; a job snoozing
+    more than `max_snoozes` times is dead-lettered.
     """
     if queue not in settings.JOB_QUEUES:
         raise ValueError(f"{name}: unknown queue {queue!r}; queues are {settings.JOB_QUEUES}")
@@ -127,7 +162,21 @@ def job(
     def register(func: Callable) -> JobType:
         events = (on,) if isinstance(on, str) else tuple(on)
         return add(
-            JobType(name, func, queue, retry, timeout, payload, events, subject, atomic, on_dead)
+            JobType(
+                name,
+                func,
+                queue,
+                retry,
+                timeout,
+                payload,
+                events,
+                subject,
+                atomic,
+                on_dead,
+                concurrency_key=concurrency_key,
+                priority=priority,
+                max_snoozes=max_snoozes,
+            )
         )
 
     return register

@@ -21,25 +21,6 @@ class RetryPolicy:
         return random.uniform(0, self.cap(attempt)) * settings.JOB_RETRY_SCALE
 
 
-class RetryAfter(Exception):  # noqa: N818 - says what the runner does with it
-    """A transient failure whose provider said when to come back (HTTP 429's `Retry-After`):
-    the next attempt waits at least `seconds` (scaled by JOB_RETRY_SCALE like every back-off),
-    and the attempt counts as failed like any other."""
-
-    def __init__(self, message: str, *, seconds: float):
-        super().__init__(message)
-        self.seconds = max(0.0, seconds)
-
-
-def next_delay(policy: RetryPolicy, attempt: int, error: BaseException) -> float:
-    """Seconds until the attempt after failed attempt `attempt`: the policy's back-off, or the
-    provider's `Retry-After` when that is later."""
-    delay = policy.delay(attempt)
-    if isinstance(error, RetryAfter):
-        delay = max(delay, error.seconds * settings.JOB_RETRY_SCALE)
-    return delay
-
-
 DEFAULT_RETRY = RetryPolicy()
 # Email providers recover within minutes; keep trying for about half an hour.
 EMAIL_RETRY = RetryPolicy(max_attempts=10, initial=2.0, max_delay=300.0)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -22,25 +23,31 @@ from django.utils import timezone
 
 from bimride.db import patiently
 from bimride.errors import BimRideError
-from bimride.jobs import metrics, registry, shutdown
+from bimride.jobs import inflight, metrics, registry, shutdown
 from bimride.jobs.broker import QUEUE_TABLE, WorkerTimeout
 from bimride.jobs.enqueue import dispatch
 from bimride.jobs.models import DeadLetter, Job, JobEvent
-from bimride.jobs.registry import JobContext, JobPayloadError, JobType, UnknownJob
-from bimride.jobs.retry import next_delay
+from bimride.jobs.registry import JobContext, JobPayloadError, JobType, Snooze, UnknownJob
 from bimride.tracing import log_context
 
 logger = logging.getLogger(__name__)
 
 WORKER = f"{settings.JOB_WORKER_HOST}:{os.getpid()}"  # the ledger's `worker`
-PERMANENT = (BimRideError, UnknownJob, JobPayloadError)
+KEY_WAIT = (0.25, 5.0)  # seconds a job waits for an earlier one of its key: at least, at most
+
+
+class SnoozedTooOften(RuntimeError):
+    """A job snoozed more often than its type allows: an endless wait, dead-lettered."""
+
+
+PERMANENT = (BimRideError, UnknownJob, JobPayloadError, SnoozedTooOften)
 
 _JOB = Job._meta.db_table
 _EVENT = JobEvent._meta.db_table
 # What an attempt reads of its job, returned by the claim (the rest is never read meanwhile), in
 # the model's field order, as Model.from_db takes them.
 _READ = {"id", "name", "queue", "payload", "attempts", "max_attempts", "timeout", "trace_id"}
-_READ |= {"idempotency_key", "progress", "run_at", "started_at"}
+_READ |= {"idempotency_key", "progress", "run_at", "started_at", "snoozes", "concurrency_key"}
 _CLAIMED = [f.column for f in Job._meta.concrete_fields if f.column in _READ]
 # The claim also deletes the broker row the job was taken from (when a pusher took it): once
 # claimed, a job whose worker dies is rescued by its lease (the relay), not by the broker.
@@ -52,6 +59,9 @@ WITH taken AS (DELETE FROM {QUEUE_TABLE} WHERE id = %(broker_row)s), claimed AS 
     WHERE id = %(id)s AND (
         (state IN ('queued', 'retrying') AND run_at <= clock_timestamp() + interval '1 second')
         OR (state = 'running' AND lease_expires_at < clock_timestamp()))
+      AND (concurrency_key = '' OR NOT EXISTS (
+        SELECT 1 FROM {_JOB} earlier WHERE earlier.concurrency_key = {_JOB}.concurrency_key
+        AND earlier.id < {_JOB}.id AND earlier.state IN ('queued', 'retrying', 'running')))
     RETURNING {", ".join(_CLAIMED)}
 ), audit AS (
     INSERT INTO {_EVENT} (job_id, state, attempt, at, worker, error, note)
@@ -88,13 +98,24 @@ class WorkerLost(RuntimeError):
     """A worker died during an attempt (the job's lease expired)."""
 
 
+def deliver(job_id: int, broker_row: int | None = None) -> None:
+    """What a job's broker row asks a django-q2 worker to do: run an attempt of job `job_id`,
+    in a thread of this process when its queue's concurrency (`JOB_CONCURRENCY`) is above 1,
+    right here otherwise (`bimride.jobs.inflight`)."""
+    queue = settings.JOB_WORKER_QUEUE
+    if settings.JOB_CONCURRENCY.get(queue, 1) <= 1:
+        run_job(job_id, broker_row)
+    else:
+        inflight.for_queue(queue, run_job, _abandon).submit(job_id, broker_row)
+
+
 def run_job(job_id: int, broker_row: int | None = None) -> None:
     """Run one attempt of job `job_id`, if it is due and nobody else runs it, deleting the
     broker row `broker_row` it was taken from either way. Never raises for a handler's failure:
     that is recorded on the job (retrying or dead)."""
     job = patiently(_claim, job_id, broker_row, patience=settings.JOB_DB_OUTAGE_PATIENCE)
     if job is None:
-        patiently(_repush_if_early, job_id, patience=settings.JOB_DB_OUTAGE_PATIENCE)
+        patiently(_not_claimed, job_id, patience=settings.JOB_DB_OUTAGE_PATIENCE)
         return
     with log_context(
         trace_id=job.trace_id or "-",
@@ -113,6 +134,10 @@ def run_job(job_id: int, broker_row: int | None = None) -> None:
             if job.attempts > job.max_attempts:  # its worker died on the last allowed attempt
                 raise WorkerLost("The worker running the last attempt died.")
             _execute(job, job_type)
+        except Snooze as snooze:
+            state = patiently(_snooze, job, snooze, patience=settings.JOB_DB_OUTAGE_PATIENCE)
+            if state == Job.State.DEAD:
+                _finished(job)
         except BaseException as error:  # noqa: BLE001 - also a handler's SystemExit: recorded
             state = patiently(_fail, job, error, patience=settings.JOB_DB_OUTAGE_PATIENCE)
             if state == Job.State.DEAD:
@@ -173,10 +198,35 @@ def _claim(job_id: int, broker_row: int | None) -> Job | None:
     return Job.from_db(connection.alias, list(fields), list(fields.values()))
 
 
-def _repush_if_early(job_id: int) -> None:
-    """A delivery that came before the job was due (clock skew) must not swallow it."""
-    job = Job.objects.filter(pk=job_id, state__in=["queued", "retrying"]).first()
-    if job is not None and job.run_at > timezone.now():
+_EARLIER = f"""
+SELECT earlier.state, earlier.run_at FROM {_JOB} job JOIN {_JOB} earlier
+    ON earlier.concurrency_key = job.concurrency_key AND earlier.id < job.id
+WHERE job.id = %s AND job.concurrency_key <> ''
+    AND earlier.state IN ('queued', 'retrying', 'running')
+ORDER BY earlier.id LIMIT 1
+"""
+
+
+@transaction.atomic
+def _not_claimed(job_id: int) -> None:
+    """A delivery that claimed nothing must not swallow a job that still waits: one that came
+    before it was due (clock skew) is pushed again; one whose key an earlier job still holds
+    waits its turn, pushed again for when that job is due or, if it runs, a moment later. No
+    attempt is used."""
+    job = Job.objects.select_for_update().filter(pk=job_id, state__in=["queued", "retrying"])
+    job = job.first()
+    if job is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_EARLIER, [job_id])
+        earlier = cursor.fetchone()
+    if earlier is not None:
+        state, due = earlier
+        wait = KEY_WAIT[0] if state == "running" else (due - timezone.now()).total_seconds()
+        job.run_at = timezone.now() + timedelta(seconds=min(max(wait, KEY_WAIT[0]), KEY_WAIT[1]))
+        job.save(update_fields=["run_at"])
+        metrics.KEY_WAITS.labels(job.name).inc()
+    if job.run_at > timezone.now():
         dispatch(job)
 
 
@@ -202,10 +252,17 @@ def record_progress(ctx: JobContext, progress: dict) -> None:
 
 
 @contextmanager
-def _time_limit(seconds: int):
+def _time_limit(job: Job):
     """Hold the handler to its job's timeout. In a django-q2 worker, SIGALRM raises
-    WorkerTimeout; elsewhere (tests, `runjob --sync`) no handler is installed and nothing is
-    armed. Claiming and recording stay outside the limit: they may wait out a DB outage."""
+    WorkerTimeout, or the watchdog of the process's threads (`inflight`) does; elsewhere
+    (tests, `runjob --sync`) nothing is armed. Claiming and recording stay outside the limit:
+    they may wait out a DB outage."""
+    in_flight = inflight.current()
+    if in_flight is not None and threading.current_thread() is not threading.main_thread():
+        with in_flight.deadline(job, job.timeout):
+            yield
+        return
+    seconds = job.timeout
     armed = signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
     if armed:
         signal.alarm(seconds)
@@ -220,13 +277,21 @@ def _execute(job: Job, job_type: JobType) -> None:
     if job_type.atomic:
         with transaction.atomic():
             _commit_async()  # first, so the handler's own statements run as they commit
-            with _time_limit(job.timeout):
+            with _time_limit(job):
                 result = job_type(job.payload, _context(job))
             _succeed(job, result)
     else:
-        with _time_limit(job.timeout):
+        with _time_limit(job):
             result = job_type(job.payload, _context(job))
         patiently(_succeed, job, result, patience=settings.JOB_DB_OUTAGE_PATIENCE)
+
+
+def _abandon(job: Job, error: BaseException) -> None:
+    """Record an attempt whose thread still runs as failed with `error`: its process is about
+    to end it (stuck past its timeout, or told to stop at once)."""
+    with log_context(trace_id=job.trace_id or "-", job_id=job.pk, job_name=job.name):
+        if patiently(_fail, job, error, patience=5) == Job.State.DEAD:
+            _finished(job)
 
 
 def _succeed(job: Job, result) -> None:
@@ -281,7 +346,7 @@ def _fail(job: Job, error: BaseException) -> str | None:
         return current.state
     job_type = registry.get(current.name)
     current.state = Job.State.RETRYING
-    delay = timedelta(seconds=next_delay(job_type.retry, current.attempts, error))
+    delay = timedelta(seconds=job_type.retry.delay(current.attempts))
     current.run_at = current.next_attempt_at = now + delay
     current.save()
     JobEvent.objects.create(
@@ -294,6 +359,38 @@ def _fail(job: Job, error: BaseException) -> str | None:
     dispatch(current)  # commits with the state change: a retry is never lost
     metrics.RETRIES.labels(job.name, job.queue).inc()
     logger.warning("job failed (%s); next attempt at %s", message, current.run_at.isoformat())
+    return current.state
+
+
+@transaction.atomic
+def _snooze(job: Job, snooze: Snooze) -> str | None:
+    """Give the attempt back and have the job due again in `snooze.seconds`, with no error
+    recorded; past its type's `max_snoozes`, dead-letter it saying so."""
+    _commit_async()
+    current = Job.objects.select_for_update().get(pk=job.pk)
+    if current.state != Job.State.RUNNING or current.attempts != job.attempts:
+        return None
+    job_type = registry.get(current.name)
+    if current.snoozes >= job_type.max_snoozes:
+        error = SnoozedTooOften(
+            f"snoozed {current.snoozes} times, the most {current.name} may"
+            f" (last: {snooze.reason or 'no reason given'})"
+        )
+        return _fail(job, error)
+    now = timezone.now()
+    current.attempts -= 1
+    current.state = Job.State.QUEUED if current.attempts == 0 else Job.State.RETRYING
+    current.snoozes += 1
+    current.run_at = current.next_attempt_at = now + timedelta(seconds=snooze.seconds)
+    current.lease_expires_at = None
+    current.save()
+    note = f"snoozed {snooze.seconds:g}s" + (f": {snooze.reason}" if snooze.reason else "")
+    JobEvent.objects.create(
+        job=current, state="snoozed", attempt=current.attempts, worker=WORKER, note=note
+    )
+    dispatch(current)
+    metrics.SNOOZES.labels(job.name, job.queue).inc()
+    logger.info("job %s", note)
     return current.state
 
 

@@ -14,10 +14,17 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
 _received: list[int] = []  # the stop signals this process received
+_hooks: list[Callable[[str], None]] = []  # what else stops at once (attempts in threads)
+
+
+def on_stop(hook: Callable[[str], None]) -> None:
+    """Have `hook(reason)` called when a stop signal stops this process at once."""
+    _hooks.append(hook)
 
 
 def requested() -> bool:
@@ -31,6 +38,8 @@ def _stop(signum: int, frame) -> None:
     if not first:
         return  # already stopping: let the runner record the attempt undisturbed
     logger.warning("received %s: stopping now", signal.Signals(signum).name)
+    for hook in _hooks:  # attempts in threads: recorded as failed, the process ends now
+        hook(f"Stopped by {signal.Signals(signum).name}")
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(f"Stopped by {signal.Signals(signum).name}")

@@ -18,10 +18,12 @@ def perform_job(name: str, payload: dict | None = None, **ctx_overrides):
     `idempotency_key` or `job:<id>`), an atomic job runs in one transaction with its success
     recorded. Unlike `run_job`, a handler's exception reaches the caller instead of being
     recorded. `ctx_overrides` replace context fields (`attempt=3`, `idempotency_key="x"`: the
-    key is also the job's, the attempt also the row's).
+    key is also the job's, the attempt also the row's). The handler runs now: a concurrency
+    key does not make it wait for earlier jobs of its key (their order is the runner's).
     """
     job_type = registry.get(name)
     job = enqueue(name, payload, idempotency_key=ctx_overrides.get("idempotency_key"))
+    Job.objects.filter(pk=job.pk).update(concurrency_key="")
     job = runner._claim(job.pk, None)
     if job is None:
         raise RuntimeError(f"{name}: the job was not claimable (deferred, or a duplicate key)")

@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 
 from bimride.errors import PermanentError
 from bimride.jobs.enqueue import enqueue
+from bimride.jobs.registry import Snooze
 from payments import stripe_client
 from payments.models import (
     Payment,
@@ -27,8 +28,11 @@ from rides import services as ride_services
 from rides.models import Ride, Rider
 
 
-class AuthorizationPending(RuntimeError):
-    """The authorisation is still being made: retry the job later."""
+class AuthorizationPending(Snooze):  # noqa: N818 - a snooze
+    """The authorisation is still being made: again in a moment, using no attempt."""
+
+    def __init__(self, ride_id: int):
+        super().__init__(2, f"the authorisation of ride {ride_id} is not made yet")
 
 
 class NothingToCapture(PermanentError):
@@ -138,7 +142,7 @@ def payment_capture(*, ride_id: int, source: str) -> Payment:
             raise NothingToCapture(f"Ride {ride_id} is {ride.status}, not completed.")
         payment = Payment.objects.select_for_update().filter(ride=ride, kind="ride").first()
         if payment is None or payment.status == S.PENDING:
-            raise AuthorizationPending(f"The authorisation of ride {ride_id} is not made yet.")
+            raise AuthorizationPending(ride_id)
         due = ride_services.ride_money(ride).total_due
         authorized = payment.amount if payment.stripe_payment_intent_id else 0
         plan = money.capture_plan(due, authorized)
@@ -238,7 +242,7 @@ def payment_release(
                 idempotency_key=f"cancel_fee:{ride.pk}",
             )
         if payment.status == S.PENDING:
-            raise AuthorizationPending(f"The authorisation of ride {ride_id} is being made.")
+            raise AuthorizationPending(ride_id)
     if payment.status == S.AUTHORIZED:
         stripe_client.intent_cancel(
             intent_id=payment.stripe_payment_intent_id, key=f"release:{payment.pk}"

@@ -46,7 +46,9 @@ def refund_request(*, payment_id: int, amount: int | None, reason: str, user) ->
         note=f"refund {refund.pk} of {amount} requested",
     )
     enqueue(
-        "payments.refund_payment", {"refund_id": refund.pk}, idempotency_key=f"refund:{refund.pk}"
+        "payments.refund_payment",
+        {"refund_id": refund.pk, "ride_id": payment.ride_id},
+        idempotency_key=f"refund:{refund.pk}",
     )
     return refund
 

@@ -11,7 +11,7 @@ from bimride.jobs.runner import run_job
 from tests.jobtypes import create_effects_table
 
 BEFORE, AFTER = ("jobs", "0005_task_priority_and_errors"), ("jobs", "0006_ledger_at_scale")
-LATEST = ("jobs", "0007_job_uid")
+LATEST = ("jobs", "0008_concurrency_keys_snoozes_budgets")
 NEW_INDEXES = {
     "job_live_idx",
     "job_state_idx",
@@ -60,9 +60,13 @@ def test_the_migration_keeps_every_job_and_adds_its_indexes_on_a_filled_database
     try:
         assert indexes() >= OLD_INDEXES and not NEW_INDEXES & indexes()
         # jobs written and run by the code of this release, on the tables as 0005 left them
-        # (with the column 0007 adds, which this release writes)
+        # (with the columns 0007 and 0008 add, which this release writes)
         with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE jobs_job ADD COLUMN uid uuid")
+            cursor.execute(
+                "ALTER TABLE jobs_job ADD COLUMN uid uuid,"
+                " ADD COLUMN snoozes integer NOT NULL DEFAULT 0,"
+                " ADD COLUMN concurrency_key varchar(200) NOT NULL DEFAULT ''"
+            )
         queued = enqueue("tests.effect_bulk", {"n": 1})
         done = enqueue("tests.effect_bulk", {"n": 2})
         dead = enqueue("tests.declined", {"n": 3})
@@ -89,7 +93,10 @@ def test_the_migration_keeps_every_job_and_adds_its_indexes_on_a_filled_database
     finally:
         migrate(AFTER)
         with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE jobs_job DROP COLUMN IF EXISTS uid")
+            cursor.execute(
+                "ALTER TABLE jobs_job DROP COLUMN IF EXISTS uid,"
+                " DROP COLUMN IF EXISTS snoozes, DROP COLUMN IF EXISTS concurrency_key"
+            )
         migrate(LATEST)
 
 
@@ -115,5 +122,32 @@ def test_jobs_written_before_opaque_ids_keep_none_and_new_ones_get_a_unique_one(
         assert "job_uid_uniq" in indexes()
         migrate(AFTER)
         assert "job_uid_uniq" not in indexes()
+    finally:
+        migrate(LATEST)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_written_before_keys_and_snoozes_run_after_the_migration_and_it_reverses():
+    create_effects_table()
+    migrate(("jobs", "0007_job_uid"))
+    try:
+        with connection.cursor() as cursor:  # a job as the previous release wrote it
+            cursor.execute(
+                "INSERT INTO jobs_job (name, queue, payload, state, attempts, max_attempts,"
+                " timeout, trace_id, subject, worker, created_at, run_at, last_error, priority,"
+                " backend) VALUES ('tests.effect_bulk', 'bulk', '{\"n\": 1}', 'queued', 0, 1, 5,"
+                " '', '', '', now(), now(), '', 0, '') RETURNING id"
+            )
+            (old,) = cursor.fetchone()
+        migrate(LATEST)
+        assert "job_concurrency_key_idx" in indexes()
+        run_job(old)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT state, snoozes, concurrency_key FROM jobs_job WHERE id = %s", [old]
+            )
+            assert cursor.fetchone() == ("succeeded", 0, "")
+        migrate(("jobs", "0007_job_uid"))
+        assert "job_concurrency_key_idx" not in indexes()
     finally:
         migrate(LATEST)

@@ -86,7 +86,7 @@ def test_higher_priority_tasks_are_claimed_first(start_cluster):
         lows = [sleep_then.enqueue(0, n) for n in range(4)]
         highs = [sleep_then.using(priority=10).enqueue(0, n) for n in range(4)]
         top = sleep_then.using(priority=100).enqueue(0, "top")
-    start_cluster("default", workers=1)
+    start_cluster("default", workers=1, JOB_CONCURRENCY_DEFAULT="1")  # one attempt at a time
     tasks = Job.objects.filter(name="tests.tasktypes.sleep_then")
     wait_until(
         lambda: tasks.filter(state="succeeded").count() == 9, what="the nine tasks to succeed"

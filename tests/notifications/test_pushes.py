@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from bimride.jobs.enqueue import enqueue, publish
-from bimride.jobs.models import DeadLetter, Job
+from bimride.jobs.models import DeadLetter, Job, ProviderBudget
 from bimride.jobs.retry import PUSH_RETRY
 from bimride.jobs.runner import run_job
 from bimride.jobs.services import deadletter_retry
@@ -176,18 +176,20 @@ def test_a_key_the_token_exchange_refuses_fails_the_push_at_once(rider, fcm_stan
 
 
 # --- retries ------------------------------------------------------------------------------------
-def test_a_429_waits_for_its_retry_after_then_sends_once(rider, fcm_standin, settings):
-    settings.JOB_RETRY_SCALE = 1
+def test_a_429_pauses_fcm_and_snoozes_the_push_without_using_an_attempt(rider, fcm_standin):
     device_of(rider.user)
     fcm_standin.set_mode("429", retry_after=120, times=1)
     [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
     before = timezone.now()
     run_job(job.pk)
     job.refresh_from_db()
-    assert job.state == "retrying" and "429" in job.last_error
-    assert job.next_attempt_at >= before + timedelta(seconds=119)  # not the policy's 0-2 s
+    assert (job.state, job.attempts, job.snoozes, job.last_error) == ("queued", 0, 1, "")
+    assert job.events.filter(state="snoozed", note__contains="fcm answered 429").exists()
+    paused_until = ProviderBudget.objects.get(name="fcm").paused_until
+    assert paused_until >= before + timedelta(seconds=119)  # FCM's Retry-After, for every push
+    assert "429" in Push.objects.get().error and not DeadLetter.objects.exists()
+    ProviderBudget.objects.update(paused_until=timezone.now())  # the pause is over
     Job.objects.filter(pk=job.pk).update(run_at=timezone.now())
-    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
     run_job(job.pk)
     assert state(job) == "succeeded" and len(fcm_standin.received()) == 1
 

@@ -36,8 +36,10 @@ def test_staff_refund_part_of_a_payment_as_a_job(as_staff, captured, stripe_stan
     assert body["amount"] == 400 and body["status"] == "pending" and body["currency"] == "usd"
     job = Job.objects.get(pk=body["job"]["id"])
     assert job.idempotency_key == f"refund:{body['id']}" and job.payload == {
-        "refund_id": body["id"]
+        "refund_id": body["id"],
+        "ride_id": captured.ride_id,
     }
+    assert job.concurrency_key == f"ride:{captured.ride_id}"
     run_job(job.pk)
     run_job(job.pk)  # a duplicate delivery does nothing
     refund = Refund.objects.get(pk=body["id"])
@@ -112,7 +114,10 @@ def test_the_admin_refunds_in_full_and_partly(client, staff, captured):
     assert response.status_code == 302, response.content[:2000]
     refund = Refund.objects.get()
     assert refund.amount == 100 and refund.requested_by == staff
-    assert jobs_named("payments.refund_payment").get().payload == {"refund_id": refund.pk}
+    assert jobs_named("payments.refund_payment").get().payload == {
+        "refund_id": refund.pk,
+        "ride_id": captured.ride_id,
+    }
 
 
 # --- promo codes --------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Payment jobs through `run_job`: Stripe's errors by kind, retried or dead-lettered."""
 
 import pytest
+from django.utils import timezone
 
-from bimride.jobs.models import DeadLetter
+from bimride.jobs.models import DeadLetter, ProviderBudget
 from bimride.jobs.runner import run_job
 from payments import tasks
 from tests.payments.conftest import payment_of, ride_in
@@ -14,8 +15,8 @@ def authorize_job(ride):
     return tasks.authorize_payment.enqueue({"ride_id": ride.pk})
 
 
-@pytest.mark.parametrize("kind", ["429", "500", "slow"])
-def test_rate_limits_server_errors_and_timeouts_are_retried(stripe_standin, kind):
+@pytest.mark.parametrize("kind", ["500", "slow"])
+def test_server_errors_and_timeouts_are_retried(stripe_standin, kind):
     ride = ride_in("requested")
     job = authorize_job(ride)
     stripe_standin.fail_next(kind, path="payment_intents", delay=3)
@@ -23,6 +24,19 @@ def test_rate_limits_server_errors_and_timeouts_are_retried(stripe_standin, kind
     job.refresh_from_db()
     assert job.state == "retrying" and "StripeUnavailable" in job.last_error
     assert job.max_attempts == 8  # the payments retry policy
+    assert payment_of(ride).status == "pending"
+
+
+def test_a_429_pauses_stripe_and_snoozes_the_job_without_using_an_attempt(stripe_standin):
+    ride = ride_in("requested")
+    job = authorize_job(ride)
+    stripe_standin.fail_next("429", path="payment_intents")
+    run_job(job.pk)
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.snoozes, job.last_error) == ("queued", 0, 1, "")
+    assert job.run_at > timezone.now() and not DeadLetter.objects.exists()
+    assert job.events.filter(state="snoozed", note__contains="stripe answered 429").exists()
+    assert ProviderBudget.objects.get(name="stripe").paused_until > timezone.now()
     assert payment_of(ride).status == "pending"
 
 
