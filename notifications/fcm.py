@@ -86,8 +86,11 @@ class Message:
 
 
 # --- the session --------------------------------------------------------------------------------
-_sessions: dict[str, AuthorizedSession] = {}
+# The credentials (and so the access token) are shared by the process's threads; each thread
+# has its own HTTP session, as a worker runs several attempts at once, one per thread.
+_credentials: dict[str, service_account.Credentials] = {}
 _lock = threading.Lock()
+_local = threading.local()
 
 
 def service_account_info() -> dict:
@@ -105,21 +108,25 @@ def project_id(info: dict) -> str:
 
 
 def _session(info: dict) -> AuthorizedSession:
-    """One authorised session per process and service account: its access token is reused
-    until it nears its expiry."""
+    """This thread's authorised session for the service account `info`; its access token is
+    the process's, reused until it nears its expiry."""
     key = json.dumps([info.get("client_email"), info.get("token_uri"), info.get("private_key_id")])
     with _lock:
-        session = _sessions.get(key)
-        if session is None:
+        credentials = _credentials.get(key)
+        if credentials is None:
             credentials = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
-            auth = requests.Session()
-            session = AuthorizedSession(
-                credentials,
-                auth_request=AuthRequest(auth),
-                refresh_timeout=settings.FCM_TIMEOUT[1],
-            )
-            _sessions[key] = session
-        return session
+            _credentials[key] = credentials
+    sessions = getattr(_local, "sessions", None)
+    if sessions is None:
+        sessions = _local.sessions = {}
+    session = sessions.get(key)
+    if session is None:
+        session = sessions[key] = AuthorizedSession(
+            credentials,
+            auth_request=AuthRequest(requests.Session()),
+            refresh_timeout=settings.FCM_TIMEOUT[1],
+        )
+    return session
 
 
 # --- sending ------------------------------------------------------------------------------------
