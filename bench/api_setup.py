@@ -163,10 +163,17 @@ def job_totals(url: str) -> dict[str, int]:
 
 # --- the processes ------------------------------------------------------------------------------
 def start_services(
-    arm: Arm, url: str, args, tmp: Path, settings: str = "bimride.settings", slow: bool = False
+    arm: Arm,
+    url: str,
+    args,
+    tmp: Path,
+    settings: str = "bimride.settings",
+    slow: bool = False,
+    standin_env: dict[str, str] | None = None,
 ) -> tuple[list[Service], str]:
     """Stand-ins (this tree's), then the arm's workers and web; return them and the web's base
-    URL. `slow`: the email stand-in answers in SLOW_PROVIDER_SECONDS."""
+    URL. `slow`: the email stand-in answers in SLOW_PROVIDER_SECONDS. `standin_env`: the
+    stand-ins' own environment on top (STRIPE_STANDIN_LATENCY, EMAIL_STANDIN_LATENCY, …)."""
     stripe_port, email_port, web_port = free_port(), free_port(), free_port()
     env = {
         "DATABASE_URL": url,
@@ -185,10 +192,11 @@ def start_services(
     py = sys.executable
     services = []
     try:
+        standins = {**env, **(standin_env or {})}
         stripe = [py, "-m", "devtools.stripe_standin", "--port", str(stripe_port)]
-        services.append(Service("api-stripe", stripe, env))
+        services.append(Service("api-stripe", stripe, standins))
         email = [py, "-m", "devtools.postmark_standin", "--port", str(email_port)]
-        services.append(Service("api-postmark", email, env))
+        services.append(Service("api-postmark", email, standins))
         for queue in QUEUES:
             command = [py, "manage.py", "qcluster"]
             queue_env = {**product, "Q_CLUSTER_NAME": queue}
