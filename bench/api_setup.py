@@ -8,7 +8,9 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import requests
 from psycopg import sql
 
 from bench.jobs import admin_url, with_database
-from bench.procs import ROOT, Service
+from bench.procs import ROOT, Service, kill_leftovers
 from devtools.postmark_standin import PostmarkStandin
 from devtools.supervisor import free_port, stop_all, wait_http
 
@@ -107,6 +109,34 @@ def lock_server(base_url: str) -> psycopg.Connection:
     if not admin.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]:
         raise SystemExit("bench-api: another API benchmark holds the lock on this server")
     return admin
+
+
+@contextlib.contextmanager
+def held_run(base_url: str, name: str, say=log):
+    """A benchmark's run on the server of `base_url`: its lock held, a temporary directory
+    listing the process groups it starts (BENCH_PIDFILE); yields what the run needs (`admin`,
+    `base_url`, `url` of BENCH_DB, `tmp`). On the way out, whatever happens, every process still
+    listed is killed and the lock released; a failure is logged and exits with status 1."""
+    admin = lock_server(base_url)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    os.environ["BENCH_PIDFILE"] = str(tmp / "pids")
+    try:
+        yield {
+            "admin": admin,
+            "base_url": base_url,
+            "url": with_database(base_url, BENCH_DB),
+            "tmp": tmp,
+        }
+    except Exception as error:
+        say(f"FAILED: {error!r}; the processes' logs are .data/bench-*.log")
+        traceback.print_exc()
+        raise SystemExit(1) from error
+    finally:
+        killed = kill_leftovers(tmp / "pids")
+        if killed:
+            say(f"killed leftover process groups {killed}")
+        with contextlib.suppress(psycopg.Error):
+            admin.close()
 
 
 def recreate(admin: psycopg.Connection, name: str, template: str | None = None) -> None:

@@ -29,12 +29,8 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
-import traceback
-from pathlib import Path
 
-import psycopg
 import requests
 
 from bench.api_compare import alternation
@@ -45,12 +41,12 @@ from bench.api_setup import (
     current_arm,
     drop_databases,
     fresh_database,
-    lock_server,
+    held_run,
     prepare_template,
 )
-from bench.jobs import load_average, with_database, write_atomically
+from bench.jobs import load_average, write_atomically
 from bench.peaks import log
-from bench.procs import ROOT, Service, kill_leftovers
+from bench.procs import ROOT, Service
 from bench.provider_call import PROVIDER_QUEUE, intent_create
 from bench.providers_flow import run_flow
 from bench.providers_jobs import run_celery, run_ours, start_redis, worker_env, worker_settings
@@ -296,37 +292,19 @@ def main(argv: list[str] | None = None) -> None:
     if not base_url:
         raise SystemExit("bench-providers: set DATABASE_URL (make bench-providers does)")
     signal.signal(signal.SIGTERM, terminated)
-    admin = lock_server(base_url)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-providers-"))
-    (tmp / "metrics").mkdir()
-    os.environ["BENCH_PIDFILE"] = str(tmp / "pids")
-    env = {
-        "admin": admin,
-        "base_url": base_url,
-        "url": with_database(base_url, BENCH_DB),
-        "tmp": tmp,
-    }
-    document = {"config": vars(args), "load_average_before": load_average(), "cpus": os.cpu_count()}
-    if document["load_average_before"] > 0.5:
-        log(f"the machine is busy (load {document['load_average_before']}): figures will be skewed")
+    load = load_average()
+    document = {"config": vars(args), "load_average_before": load, "cpus": os.cpu_count()}
+    if load > 0.5:
+        log(f"the machine is busy (load {load}): figures will be skewed")
     started = time.time()
-    try:
+    with held_run(base_url, "bench-providers", log) as env:
+        (env["tmp"] / "metrics").mkdir()
         if args.only in (None, "jobs"):
             document["jobs"] = jobs_part(args, env)
             print(jobs_table(document["jobs"]), flush=True)
         if args.only in (None, "flow"):
             document["flow"] = flow_part(args, env)
             print(flow_table(document["flow"]), flush=True)
-    except Exception as error:
-        log(f"FAILED: {error!r}; the processes' logs are .data/bench-*.log")
-        traceback.print_exc()
-        raise SystemExit(1) from error
-    finally:
-        killed = kill_leftovers(tmp / "pids")
-        if killed:
-            log(f"killed leftover process groups {killed}")
-        with contextlib.suppress(psycopg.Error):
-            admin.close()
     document["elapsed_seconds"] = round(time.time() - started, 1)
     document["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     RESULTS.mkdir(exist_ok=True)
