@@ -58,7 +58,7 @@ bench-capacity: venv
 # Jobs that wait on providers, the stand-ins as slow as Stripe (0.3 s) and email (2 s): (a) 1,500
 # Stripe-bound jobs, ours at default settings beside Celery's threads pool; (b) the ride flow at
 # 10 rides/s against a baseline (BENCH_ARGS="--baseline REF", default f21c151). About 25 minutes;
-# BENCH_ARGS=--quick: about 6.
+# BENCH_ARGS=--quick: about 5.
 bench-providers: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.providers $(BENCH_ARGS)

@@ -141,6 +141,7 @@ def run_flow(arm: Arm, args, env: dict) -> dict:
             "ok_rate": summary["ok_rate"],
             "errors": problems(summary),
             "complete_p95_ms": complete["p95_ms"],
+            "p95_ms": {kind: e["p95_ms"] for kind, e in summary["endpoints"].items()},
             "waited_after_load_s": round(drained, 1),
             "workers": {queue: settings_of(arm, url, queue) for queue in QUEUES},
             **outcome(rows, load_end, args.drain),
