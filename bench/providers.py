@@ -103,7 +103,7 @@ def jobs_part(args, env: dict) -> dict:
 
 @contextlib.contextmanager
 def slow_stripe(latency: float):
-    """A Stripe stand-in answering `latency` s late, holding one authorised PaymentIntent:
+    """A Stripe stand-in answering `latency` s late, holding one PaymentIntent to read:
     (its base URL, the intent's id); this process's `bench.provider_call` talks to it."""
     port = free_port()
     command = [sys.executable, "-m", "devtools.stripe_standin", "--port", str(port)]
