@@ -167,8 +167,8 @@ def jobs_table(part: dict) -> str:
         ),
         (
             "jobs done / enqueued",
-            f"{ours['done']} / {ours['jobs']}",
-            f"{celery['done']} / {celery['jobs']}",
+            f"{ours['done']:,} / {ours['jobs']:,}",
+            f"{celery['done']:,} / {celery['jobs']:,}",
         ),
         (
             "jobs/s (first start → last end)",
