@@ -10,6 +10,7 @@ import pytest
 import requests
 import stripe
 
+from bimride.jobs import ratelimit
 from devtools.stripe_standin import StripeStandin
 from devtools.supervisor import Process, free_port, wait_http
 from payments import stripe_client
@@ -68,10 +69,11 @@ def test_stripe_past_its_rate_answers_429_with_retry_after_and_does_nothing():
         wait_until(lambda: stripe_get(standin).status_code == 404, timeout=5)
 
 
-def test_the_sdk_hears_a_rate_limit_and_the_product_calls_it_unavailable(stripe_standin):
+@pytest.mark.django_db
+def test_the_sdk_hears_a_rate_limit_and_the_product_pauses_stripe(stripe_standin):
     stripe_standin.rate = 1
     stripe_client.customer_create(rider_id=1, email="r@example.com", name="R", key="customer:1")
-    with pytest.raises(stripe_client.StripeUnavailable, match="RateLimitError"):
+    with pytest.raises(ratelimit.ProviderBusy, match="stripe answered 429: paused for 1s"):
         stripe_client.customer_create(rider_id=2, email="s@example.com", name="S", key="customer:2")
     with pytest.raises(stripe.RateLimitError) as caught:
         stripe_client.client().v1.customers.retrieve("cus_missing")
