@@ -13,6 +13,7 @@ from django.db import connection
 from rest_framework import serializers
 
 from bench.provider_call import PROVIDER_JOB, PROVIDER_QUEUE, intent_retrieve
+from bimride.db import provider_call
 from bimride.jobs.registry import JobContext, job
 
 MARKS_TABLE = "bench_marks"
@@ -46,7 +47,9 @@ class IntentPayload(serializers.Serializer):
     intent_id = serializers.CharField(max_length=255)
 
 
-@job(PROVIDER_JOB, queue=PROVIDER_QUEUE, payload=IntentPayload, timeout=30)
+@job(PROVIDER_JOB, queue=PROVIDER_QUEUE, payload=IntentPayload, timeout=30, atomic=False)
 def stripe_wait(payload: dict, ctx: JobContext) -> dict:
-    """Read a PaymentIntent from the Stripe stand-in: a job that waits on its provider."""
+    """Read a PaymentIntent from the Stripe stand-in: a job that waits on its provider, written
+    as the payment jobs are (not atomic; its connection given back before the call)."""
+    provider_call("Stripe")
     return {"status": intent_retrieve(payload["intent_id"])}
