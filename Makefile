@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DB_URL = $${DATABASE_URL:-$$($(PY) -m devtools.devdb start)}
 
-.PHONY: run test test-pooled lint fmt bench bench-jobs bench-growth bench-api bench-capacity reliability db-start db-stop db-status pooler-start pooler-stop clean
+.PHONY: run test test-pooled lint fmt bench bench-jobs bench-growth bench-api bench-capacity bench-providers reliability db-start db-stop db-status pooler-start pooler-stop clean
 
 $(VENV)/.installed: requirements.txt
 	@echo "==> installing the pinned requirements into $(VENV)"
@@ -54,6 +54,14 @@ bench-api: venv
 bench-capacity: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.capacity $(BENCH_ARGS)
+
+# Jobs that wait on providers, the stand-ins as slow as Stripe (0.3 s) and email (2 s): (a) 1,500
+# Stripe-bound jobs, ours at default settings beside Celery's threads pool; (b) the ride flow at
+# 10 rides/s against a baseline (BENCH_ARGS="--baseline REF", default f21c151). About 25 minutes;
+# BENCH_ARGS=--quick: about 5.
+bench-providers: venv
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.providers $(BENCH_ARGS)
 
 bench: bench-jobs bench-growth bench-api
 

@@ -27,16 +27,12 @@ answering in 2 s) beside "after" at `--before-rate`; it writes api_receipt.md, .
 api_receipt_latency.png. Every process is stopped at the end, whatever happens."""
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import signal
 import sys
-import tempfile
 import time
-import traceback
-from pathlib import Path
 
 import psycopg
 
@@ -52,7 +48,6 @@ from bench.api_report import (
     table,
 )
 from bench.api_setup import (
-    BENCH_DB,
     Arm,
     CpuMeter,
     baseline_worktree,
@@ -60,9 +55,9 @@ from bench.api_setup import (
     current_arm,
     drop_databases,
     fresh_database,
+    held_run,
     job_backlog,
     job_totals,
-    lock_server,
     log,
     prepare_template,
     start_profilers,
@@ -72,8 +67,8 @@ from bench.api_setup import (
     wait_quiet,
     warm_up,
 )
-from bench.jobs import load_average, versions, with_database, write_atomically
-from bench.procs import ROOT, Service, kill_leftovers
+from bench.jobs import load_average, versions, write_atomically
+from bench.procs import ROOT, Service
 
 RESULTS = ROOT / "bench" / "results"
 BASELINE = "3d48880"  # the release issue #16 compares against
@@ -321,26 +316,11 @@ def main(argv: list[str] | None = None) -> None:
     # Stopped from outside (a CI timeout, kill): unwind, so that every process, the databases
     # and the baseline's worktree are cleaned up on the way out.
     signal.signal(signal.SIGTERM, terminated)
-    admin = lock_server(base_url)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    os.environ["BENCH_PIDFILE"] = str(tmp / "pids")
-    url = with_database(base_url, BENCH_DB)
-    env = {"admin": admin, "base_url": base_url, "url": url, "tmp": tmp}
-    if load_average() > 0.5:
-        log(f"the machine is busy (load {load_average()}): figures will be skewed")
-    started = time.time()
-    try:
+    with held_run(base_url, "bench-api") as env:
+        if load_average() > 0.5:
+            log(f"the machine is busy (load {load_average()}): figures will be skewed")
+        started = time.time()
         document = receipt(args, env) if args.receipt else compare(args, env)
-    except Exception as error:
-        log(f"FAILED: {error!r}; the processes' logs are .data/bench-api-*.log")
-        traceback.print_exc()
-        raise SystemExit(1) from error
-    finally:
-        killed = kill_leftovers(tmp / "pids")
-        if killed:
-            log(f"killed leftover process groups {killed}")
-        with contextlib.suppress(psycopg.Error):
-            admin.close()
     document["versions"] = versions(server_version(base_url)) | {"machine": platform.machine()}
     document["cpus"] = os.cpu_count()
     document["elapsed_seconds"] = round(time.time() - started, 1)

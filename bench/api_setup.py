@@ -8,7 +8,9 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import requests
 from psycopg import sql
 
 from bench.jobs import admin_url, with_database
-from bench.procs import ROOT, Service
+from bench.procs import ROOT, Service, kill_leftovers
 from devtools.postmark_standin import PostmarkStandin
 from devtools.supervisor import free_port, stop_all, wait_http
 
@@ -109,6 +111,34 @@ def lock_server(base_url: str) -> psycopg.Connection:
     return admin
 
 
+@contextlib.contextmanager
+def held_run(base_url: str, name: str, say=log):
+    """A benchmark's run on the server of `base_url`: its lock held, a temporary directory
+    listing the process groups it starts (BENCH_PIDFILE); yields what the run needs (`admin`,
+    `base_url`, `url` of BENCH_DB, `tmp`). On the way out, whatever happens, every process still
+    listed is killed and the lock released; a failure is logged and exits with status 1."""
+    admin = lock_server(base_url)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    os.environ["BENCH_PIDFILE"] = str(tmp / "pids")
+    try:
+        yield {
+            "admin": admin,
+            "base_url": base_url,
+            "url": with_database(base_url, BENCH_DB),
+            "tmp": tmp,
+        }
+    except Exception as error:
+        say(f"FAILED: {error!r}; the processes' logs are .data/bench-*.log")
+        traceback.print_exc()
+        raise SystemExit(1) from error
+    finally:
+        killed = kill_leftovers(tmp / "pids")
+        if killed:
+            say(f"killed leftover process groups {killed}")
+        with contextlib.suppress(psycopg.Error):
+            admin.close()
+
+
 def recreate(admin: psycopg.Connection, name: str, template: str | None = None) -> None:
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
@@ -163,10 +193,17 @@ def job_totals(url: str) -> dict[str, int]:
 
 # --- the processes ------------------------------------------------------------------------------
 def start_services(
-    arm: Arm, url: str, args, tmp: Path, settings: str = "bimride.settings", slow: bool = False
+    arm: Arm,
+    url: str,
+    args,
+    tmp: Path,
+    settings: str = "bimride.settings",
+    slow: bool = False,
+    standin_env: dict[str, str] | None = None,
 ) -> tuple[list[Service], str]:
     """Stand-ins (this tree's), then the arm's workers and web; return them and the web's base
-    URL. `slow`: the email stand-in answers in SLOW_PROVIDER_SECONDS."""
+    URL. `slow`: the email stand-in answers in SLOW_PROVIDER_SECONDS. `standin_env`: the
+    stand-ins' own environment on top (STRIPE_STANDIN_LATENCY, EMAIL_STANDIN_LATENCY, …)."""
     stripe_port, email_port, web_port = free_port(), free_port(), free_port()
     env = {
         "DATABASE_URL": url,
@@ -185,10 +222,11 @@ def start_services(
     py = sys.executable
     services = []
     try:
+        standins = {**env, **(standin_env or {})}
         stripe = [py, "-m", "devtools.stripe_standin", "--port", str(stripe_port)]
-        services.append(Service("api-stripe", stripe, env))
+        services.append(Service("api-stripe", stripe, standins))
         email = [py, "-m", "devtools.postmark_standin", "--port", str(email_port)]
-        services.append(Service("api-postmark", email, env))
+        services.append(Service("api-postmark", email, standins))
         for queue in QUEUES:
             command = [py, "manage.py", "qcluster"]
             queue_env = {**product, "Q_CLUSTER_NAME": queue}

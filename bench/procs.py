@@ -18,6 +18,7 @@ OURS = (
     "gunicorn",
     "standin",
     "bench.api_load",
+    "redis-server",
 )  # what may appear in the command line of a listed process
 
 

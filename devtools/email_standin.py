@@ -7,10 +7,16 @@ here, once: the mode switch ("ok"; "503", an outage; "slow", each answer `delay`
 record of what was accepted and refused, and the standalone control API:
 `POST /_standin/mode {"mode": "503"}` (or "ok", "slow" with "delay", "reject" with
 "addresses") and `GET /_standin/messages`.
+
+`latency`, as slow as the provider on demand, is seconds added to every send request in every
+mode (a constructor argument; standalone `--latency` or EMAIL_STANDIN_LATENCY; `POST
+/_standin/latency {"seconds": 2}`). Requests are answered concurrently, a thread each, and
+`peak_in_flight` says how many were in the stand-in at once.
 """
 
 import argparse
 import json
+import os
 import secrets
 import threading
 import time
@@ -69,7 +75,9 @@ class EmailStandin(LoopbackServer):
     send_path = ""
     rejection_text = ""  # what the provider says of a rejected address
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0):
+        self.latency = latency  # seconds added to every send request
+        self.in_flight = self.peak_in_flight = 0  # send requests being answered, now and at most
         self.mode = "ok"
         self.reject_addresses: set[str] = set()  # refused in every mode but 503
         self.delay = 0.0  # seconds, in "slow" mode
@@ -106,7 +114,18 @@ class EmailStandin(LoopbackServer):
 
     # --- answering ------------------------------------------------------------------------------
     def answer(self, body: bytes, headers) -> tuple[int, dict, dict]:
-        """(status, headers, JSON body) for one send request."""
+        """(status, headers, JSON body) for one send request, `latency` seconds late."""
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            time.sleep(self.latency)
+            return self._answer(body, headers)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, body: bytes, headers) -> tuple[int, dict, dict]:
         try:
             if not self.authorized(headers):
                 raise self.refusal(401)
@@ -190,7 +209,18 @@ class EmailStandin(LoopbackServer):
                 "messages": [m.__dict__ for m in self.received()],
                 "refused": dict(self.refused),
                 "receipts": sum(self.receipts().values()),
+                "latency": self.latency,
+                "peak_in_flight": self.peak_in_flight,
             }
+        if path == "/_standin/latency":
+            try:
+                seconds = float(json.loads(body or b"{}")["seconds"])
+            except (KeyError, TypeError, ValueError) as error:
+                return 400, {"error": f"seconds: a number >= 0 ({error})"}
+            if not seconds >= 0:
+                return 400, {"error": "seconds: a number >= 0"}
+            self.latency = seconds
+            return 200, {"latency": self.latency}
         if path == "/_standin/mode":
             data = json.loads(body or b"{}")
             if data.get("mode") not in MODES:
@@ -229,9 +259,16 @@ def serve(standin_class: type[EmailStandin], default_port: int, doc: str) -> Non
     """`python -m devtools.<provider>_standin --port N`: run until Ctrl-C."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=float(os.environ.get("EMAIL_STANDIN_LATENCY") or 0),
+        help="seconds added to every send request (EMAIL_STANDIN_LATENCY; default 0)",
+    )
     args = parser.parse_args()
-    standin = standin_class(port=args.port)
+    standin = standin_class(port=args.port, latency=args.latency)
     env = " ".join(f"{k}={v}" for k, v in standin.settings().items())
     standin.serve_until_interrupted(
-        f"{standin.provider} stand-in at {standin.base_url} ({env}); Ctrl-C stops it"
+        f"{standin.provider} stand-in at {standin.base_url} ({env}; latency"
+        f" {args.latency:g}s); Ctrl-C stops it"
     )

@@ -7,12 +7,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a thread per request, so slow answers overlap
+    request_queue_size = 128  # a burst of connections waits to be accepted, none is refused
+
+
 class LoopbackServer:
-    """A threaded HTTP server on 127.0.0.1 (port 0: any free port), run in a daemon thread."""
+    """A threaded HTTP server on 127.0.0.1 (port 0: any free port), run in a daemon thread.
+
+    Every request gets its own thread: a stand-in made slow (its `latency`) answers many
+    callers at once, as the provider would, instead of one after another."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], host: str, port: int):
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), handler)
         self._thread: threading.Thread | None = None
 
     @property

@@ -6,6 +6,8 @@ Without STRIPE_API_KEY it also runs the Stripe stand-in on STRIPE_API_BASE's por
 objects in `.data/stripe-standin.json` (STRIPE_STANDIN_STATE) across runs. Without the email
 provider's credentials (and no EMAIL_BACKEND of one's own) it runs that provider's stand-in on
 EMAIL_STANDIN_PORT (8025) and the web and workers send through the real anymail backend to it.
+The stand-ins answer at once unless STRIPE_STANDIN_LATENCY, STRIPE_STANDIN_RATE or
+EMAIL_STANDIN_LATENCY (inherited by them) make them as slow as the providers.
 Without FCM credentials it runs the FCM stand-in on FCM_STANDIN_PORT (8027), with a service
 account key of its own in `.data/`, and the workers push to it through the real FCM client.
 The children run in their own sessions, so a terminal Ctrl-C reaches only this process, which

@@ -88,6 +88,8 @@ class InFlight:
             metrics.IN_FLIGHT.labels(self.queue).dec()
             with self.lock:
                 self.busy -= 1
+                # a timeout raised as the handler ended may have skipped `deadline`'s clean-up
+                self.attempts.pop(threading.get_ident(), None)
             self.slots.release()
 
     @contextmanager

@@ -103,8 +103,8 @@ def deliver(job_id: int, broker_row: int | None = None) -> None:
     in a thread of this process when its queue's concurrency (`JOB_CONCURRENCY`) is above 1,
     right here otherwise (`bimride.jobs.inflight`)."""
     queue = settings.JOB_WORKER_QUEUE
-    if settings.JOB_CONCURRENCY.get(queue, 1) <= 1:
-        run_job(job_id, broker_row)
+    if not settings.WORKER_PROCESS or settings.JOB_CONCURRENCY.get(queue, 1) <= 1:
+        run_job(job_id, broker_row)  # also django-q2's loops run in a test or a shell
     else:
         inflight.for_queue(queue, run_job, _abandon).submit(job_id, broker_row)
 

@@ -26,9 +26,18 @@ State: in memory, fresh for each instance; with `state_file=` (standalone: `--st
 `make run` does with `.data/stripe-standin.json`) its objects and stored idempotent answers are
 loaded at start and written after every change, so they outlive a restart.
 
+Speed, as slow as Stripe on demand: `latency` (seconds added to every API request; standalone
+`--latency` or STRIPE_STANDIN_LATENCY) and `rate` (API requests admitted per second over a
+sliding one-second window, 0 = unlimited; `--rate` or STRIPE_STANDIN_RATE): a request past the
+rate is answered 429 with Stripe's `rate_limit` error and a `Retry-After` header (whole seconds
+until the window admits one again), and does nothing. Both are attributes, constructor arguments
+and standalone `POST /_standin/latency {"seconds": 0.3}` and `POST /_standin/rate
+{"per_second": 100}`. Requests are answered concurrently (a thread each): 50 requests at 0.3 s
+take about 0.3 s together, and `peak_in_flight` says how many were in the stand-in at once.
+
 Counters: `standin.captures(pi_id)` (captures executed, replays excluded), `standin.charges`
-(payment intents that moved money), `standin.transfers` (by id), `standin.replays`;
-`GET /_standin/state` for all of it.
+(payment intents that moved money), `standin.transfers` (by id), `standin.replays`,
+`standin.rate_limited` (requests refused by the rate); `GET /_standin/state` for all of it.
 `standin.captured` (a threading.Event) is set whenever a capture is executed.
 
 Standalone: `python -m devtools.stripe_standin --port 12111` runs it until Ctrl-C.
@@ -37,11 +46,12 @@ Standalone: `python -m devtools.stripe_standin --port 12111` runs it until Ctrl-
 import argparse
 import hashlib
 import json
+import math
 import os
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -52,6 +62,7 @@ from devtools.stripe_standin.objects import StripeObjects, StripeStandinError, p
 
 KINDS = ("decline", "insufficient_funds", "invalid", "429", "500", "slow", "hold")
 OBJECTS = ("customers", "payment_methods", "intents", "refunds", "accounts", "transfers")
+RATE_LIMITED = "Too many requests hit the API too quickly."  # Stripe's words for `rate_limit`
 REUSED_KEY = (
     "Keys for idempotent requests can only be used with the same parameters they were first "
     "used with."
@@ -69,7 +80,20 @@ class Injected:
 class StripeStandin(StripeObjects, LoopbackServer):
     """The server and its state. Thread-safe: its HTTP threads and the test share it."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, state_file: Path | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        state_file: Path | None = None,
+        latency: float = 0.0,
+        rate: int = 0,
+    ):
+        self.latency = latency  # seconds added to every API request
+        self.rate = rate  # API requests admitted per second; 0: unlimited
+        self.rate_limited = 0  # requests answered 429 for being over the rate
+        self.in_flight = self.peak_in_flight = 0  # API requests being answered, now and at most
+        self._admitted: deque[float] = deque()  # when the requests of the last second came
         self.customers: dict[str, dict] = {}
         self.payment_methods: dict[str, dict] = {}
         self.intents: dict[str, dict] = {}
@@ -135,6 +159,10 @@ class StripeStandin(StripeObjects, LoopbackServer):
                 "captures": dict(self._captures),
                 "replays": self.replays,
                 "requests": dict(self.requests),
+                "latency": self.latency,
+                "rate": self.rate,
+                "rate_limited": self.rate_limited,
+                "peak_in_flight": self.peak_in_flight,
             }
 
     # --- persistence ----------------------------------------------------------------------------
@@ -159,10 +187,44 @@ class StripeStandin(StripeObjects, LoopbackServer):
 
     # --- answering ------------------------------------------------------------------------------
     def handle(self, method: str, path: str, headers, body: str) -> tuple[int, dict, dict]:
-        """(status, extra headers, JSON body) for one API request."""
+        """(status, extra headers, JSON body) for one API request, `latency` seconds late."""
         path = urlsplit(path).path.rstrip("/")
         with self._lock:
             self.requests[f"{method} {path}"] += 1
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            wait = self._admit()
+            time.sleep(self.latency)
+            if wait:
+                return self._rate_limited(wait)
+            return self._handle(method, path, headers, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _admit(self) -> float:
+        """0 when the request is within the rate (and counted in its window), else the seconds
+        until the window admits one again."""
+        rate = self.rate
+        if rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            while self._admitted and self._admitted[0] <= now - 1.0:
+                self._admitted.popleft()
+            if len(self._admitted) < rate:
+                self._admitted.append(now)
+                return 0.0
+            self.rate_limited += 1
+            return max(self._admitted[0] + 1.0 - now, 0.001)
+
+    @staticmethod
+    def _rate_limited(wait: float) -> tuple[int, dict, dict]:
+        body = _error_body("invalid_request_error", RATE_LIMITED, code="rate_limit")
+        return 429, {"Retry-After": str(math.ceil(wait))}, body
+
+    def _handle(self, method: str, path: str, headers, body: str) -> tuple[int, dict, dict]:
         authorization = headers.get("Authorization", "")
         if not authorization.startswith("Bearer sk_") or len(authorization) < 12:
             return 401, {}, _error_body("invalid_request_error", "Invalid API Key provided.")
@@ -221,11 +283,7 @@ class StripeStandin(StripeObjects, LoopbackServer):
             return (
                 429,
                 {},
-                _error_body(
-                    "invalid_request_error",
-                    "Too many requests hit the API too quickly.",
-                    code="rate_limit",
-                ),
+                _error_body("invalid_request_error", RATE_LIMITED, code="rate_limit"),
             )
         return 500, {}, _error_body("api_error", "An unknown error occurred.")
 
@@ -241,6 +299,17 @@ class StripeStandin(StripeObjects, LoopbackServer):
     def control(self, method: str, path: str, body: bytes) -> tuple[int, dict]:
         if path == "/_standin/state":
             return 200, self.state()
+        if path in ("/_standin/latency", "/_standin/rate") and method == "POST":
+            data = json.loads(body or b"{}")
+            try:
+                if path == "/_standin/latency":
+                    self.latency = _at_least_zero(float(data["seconds"]))
+                else:
+                    self.rate = int(_at_least_zero(float(data["per_second"])))
+            except (KeyError, TypeError, ValueError) as error:
+                field = "seconds" if path == "/_standin/latency" else "per_second"
+                return 400, {"error": f"{field}: a number >= 0 ({error})"}
+            return 200, {"latency": self.latency, "rate": self.rate}
         if path == "/_standin/fail" and method == "POST":
             data = json.loads(body or b"{}")
             try:
@@ -254,6 +323,12 @@ class StripeStandin(StripeObjects, LoopbackServer):
                 return 400, {"error": str(error)}
             return 200, {"ok": True}
         return 404, {"error": "not found"}
+
+
+def _at_least_zero(value: float) -> float:
+    if not value >= 0:  # NaN too
+        raise ValueError("below zero")
+    return value
 
 
 def _error_body(kind: str, message: str, code: str | None = None) -> dict:
@@ -305,8 +380,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--state", type=Path, help="keep the state in this JSON file")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=float(os.environ.get("STRIPE_STANDIN_LATENCY") or 0),
+        help="seconds added to every API request (STRIPE_STANDIN_LATENCY; default 0)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=int(os.environ.get("STRIPE_STANDIN_RATE") or 0),
+        help="API requests per second, 429 above (STRIPE_STANDIN_RATE; default 0: unlimited)",
+    )
     args = parser.parse_args()
-    standin = StripeStandin(port=args.port, state_file=args.state)
+    standin = StripeStandin(
+        port=args.port, state_file=args.state, latency=args.latency, rate=args.rate
+    )
+    pace = f"latency {args.latency:g}s, rate {args.rate or 'unlimited'}/s"
     standin.serve_until_interrupted(
-        f"Stripe stand-in at {standin.api_base} (STRIPE_API_BASE); Ctrl-C stops it"
+        f"Stripe stand-in at {standin.api_base} (STRIPE_API_BASE; {pace}); Ctrl-C stops it"
     )

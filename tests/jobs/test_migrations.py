@@ -100,19 +100,24 @@ def test_the_migration_keeps_every_job_and_adds_its_indexes_on_a_filled_database
         migrate(LATEST)
 
 
+def job_as_written_before() -> int:
+    """A queued job as the releases before 0007 wrote it (none of its columns); its id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO jobs_job (name, queue, payload, state, attempts, max_attempts,"
+            " timeout, trace_id, subject, worker, created_at, run_at, last_error, priority,"
+            " backend) VALUES ('tests.effect_bulk', 'bulk', '{\"n\": 1}', 'queued', 0, 1, 5,"
+            " '', '', '', now(), now(), '', 0, '') RETURNING id"
+        )
+        return cursor.fetchone()[0]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_jobs_written_before_opaque_ids_keep_none_and_new_ones_get_a_unique_one():
     create_effects_table()
     migrate(AFTER)
     try:
-        with connection.cursor() as cursor:  # a job as the previous release wrote it
-            cursor.execute(
-                "INSERT INTO jobs_job (name, queue, payload, state, attempts, max_attempts,"
-                " timeout, trace_id, subject, worker, created_at, run_at, last_error, priority,"
-                " backend) VALUES ('tests.effect_bulk', 'bulk', '{\"n\": 1}', 'queued', 0, 1, 5,"
-                " '', '', '', now(), now(), '', 0, '') RETURNING id"
-            )
-            (old,) = cursor.fetchone()
+        old = job_as_written_before()
         migrate(LATEST)
         new = enqueue("tests.effect_bulk", {"n": 2})
         with connection.cursor() as cursor:
@@ -131,14 +136,7 @@ def test_jobs_written_before_keys_and_snoozes_run_after_the_migration_and_it_rev
     create_effects_table()
     migrate(("jobs", "0007_job_uid"))
     try:
-        with connection.cursor() as cursor:  # a job as the previous release wrote it
-            cursor.execute(
-                "INSERT INTO jobs_job (name, queue, payload, state, attempts, max_attempts,"
-                " timeout, trace_id, subject, worker, created_at, run_at, last_error, priority,"
-                " backend) VALUES ('tests.effect_bulk', 'bulk', '{\"n\": 1}', 'queued', 0, 1, 5,"
-                " '', '', '', now(), now(), '', 0, '') RETURNING id"
-            )
-            (old,) = cursor.fetchone()
+        old = job_as_written_before()
         migrate(LATEST)
         assert "job_concurrency_key_idx" in indexes()
         run_job(old)
