@@ -472,7 +472,9 @@ def inflight_kills(procs: Processes, cfg) -> Result:
     result = Result("8. kills with attempts in flight")
     create_effects_table()
     concurrency = cfg.inflight_concurrency
-    env = {"JOB_CONCURRENCY_DEFAULT": str(concurrency)}
+    # The effect job runs in a transaction (it is atomic), so each attempt in flight holds a
+    # connection: a pool as large as the concurrency lets all of them run at once.
+    env = {"JOB_CONCURRENCY_DEFAULT": str(concurrency), "JOB_DB_POOL_SIZE": str(concurrency)}
     cluster = procs.qcluster("s8-cluster", "default", 1, env)
     ids: list[int] = []
     in_flight_at_kills: list[int] = []
