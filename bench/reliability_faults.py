@@ -474,7 +474,11 @@ def inflight_kills(procs: Processes, cfg) -> Result:
     concurrency = cfg.inflight_concurrency
     # The effect job runs in a transaction (it is atomic), so each attempt in flight holds a
     # connection: a pool as large as the concurrency lets all of them run at once.
-    env = {"JOB_CONCURRENCY_DEFAULT": str(concurrency), "JOB_DB_POOL_SIZE": str(concurrency)}
+    env = {
+        "JOB_CONCURRENCY_DEFAULT": str(concurrency),
+        "JOB_DB_POOL_SIZE": str(concurrency),
+        "JOB_DB_CONNECTION_BUDGET": "100",  # the check counts every queue's pools at this size
+    }
     cluster = procs.qcluster("s8-cluster", "default", 1, env)
     ids: list[int] = []
     in_flight_at_kills: list[int] = []
