@@ -368,10 +368,18 @@ def _without_blank_branch(prop: dict) -> dict:
     return prop
 
 
+TOO_LONG = {
+    "description": "The request line is longer than the web server takes (gunicorn's"
+    " `limit_request_line`, 4,094 bytes): answered by the server before the API sees it."
+}
+
+
 def postprocess(result: dict, generator, request, public) -> dict:
-    """Add the links between operations and the provider webhooks to the generated schema."""
+    """Add the links between operations, the web server's 414 and the provider webhooks to the
+    generated schema."""
     for path_item in result["paths"].values():
         for operation in path_item.values():
+            operation["responses"].setdefault("414", TOO_LONG)
             for status, response in operation["responses"].items():
                 links = LINKS.get((operation["operationId"], status))
                 if links:
