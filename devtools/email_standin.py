@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler
 
-from devtools.loopback import LoopbackServer, QuietHandler
+from devtools.loopback import LoopbackServer, json_handler
 
 MODES = ("ok", "503", "reject", "slow")
 
@@ -234,25 +234,12 @@ class EmailStandin(LoopbackServer):
 
 
 def _handler_for(standin: EmailStandin) -> type[BaseHTTPRequestHandler]:
-    class Handler(QuietHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(path: str, body: bytes, headers):
+        if path.rstrip("/") == standin.send_path.rstrip("/"):
+            return standin.answer(body, headers)
+        return None
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.path.rstrip("/") == standin.send_path.rstrip("/"):
-                status, headers, data = standin.answer(body, self.headers)
-            elif self.path.startswith("/_standin/"):
-                status, data = standin.control(self.path, body)
-                headers = {}
-            else:
-                status, headers, data = 404, {}, {"error": "not found"}
-            self.send_json(status, headers, data)
-
-        def do_GET(self) -> None:  # noqa: N802
-            status, data = standin.control(self.path, b"")
-            self.send_json(status, {}, data)
-
-    return Handler
+    return json_handler(answer, standin.control)
 
 
 def serve(standin_class: type[EmailStandin], default_port: int, doc: str) -> None:

@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from devtools.loopback import LoopbackServer, QuietHandler
+from devtools.loopback import LoopbackServer, json_handler
 
 MODES = ("ok", "429", "503", "slow")
 PROJECT = "bimride-standin"
@@ -260,27 +260,14 @@ def _unb64(text: str) -> bytes:
 
 
 def _handler_for(standin: FcmStandin) -> type[BaseHTTPRequestHandler]:
-    class Handler(QuietHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(path: str, body: bytes, headers):
+        if path == "/token":
+            return standin.exchange(body)
+        if path.startswith("/v1/projects/") and path.endswith(SEND_SUFFIX):
+            return standin.send(path, body, headers)
+        return None
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.path == "/token":
-                status, headers, data = standin.exchange(body)
-            elif self.path.startswith("/v1/projects/") and self.path.endswith(SEND_SUFFIX):
-                status, headers, data = standin.send(self.path, body, self.headers)
-            elif self.path.startswith("/_standin/"):
-                status, data = standin.control(self.path, body)
-                headers = {}
-            else:
-                status, headers, data = 404, {}, {"error": "not found"}
-            self.send_json(status, headers, data)
-
-        def do_GET(self) -> None:  # noqa: N802
-            status, data = standin.control(self.path, b"")
-            self.send_json(status, {}, data)
-
-    return Handler
+    return json_handler(answer, standin.control)
 
 
 def ensure_key_file(path: Path, port: int) -> Path:

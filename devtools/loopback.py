@@ -72,3 +72,26 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+def json_handler(answer, control) -> type[BaseHTTPRequestHandler]:
+    """A stand-in's request handler: a POST goes to `answer(path, body, headers)`, which returns
+    (status, headers, data) or None when the path is not one of its API's; `/_standin/…` and
+    every GET go to `control(path, body)`, which returns (status, data). JSON both ways."""
+
+    class Handler(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            answered = answer(self.path, body, self.headers)
+            if answered is None and self.path.startswith("/_standin/"):
+                status, data = control(self.path, body)
+                answered = status, {}, data
+            self.send_json(*(answered or (404, {}, {"error": "not found"})))
+
+        def do_GET(self) -> None:  # noqa: N802
+            status, data = control(self.path, b"")
+            self.send_json(status, {}, data)
+
+    return Handler
