@@ -199,7 +199,7 @@ def ping_phase(base: str, drivers: list, n: int) -> int:
 def job_phase(n: int) -> None:
     from django.db import transaction
 
-    from bimride.jobs.enqueue import enqueue
+    from bimride.jobs.engine.enqueue import enqueue
 
     for start in range(0, n, 100):
         with transaction.atomic():

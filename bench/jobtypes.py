@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from bench.provider_call import PROVIDER_JOB, PROVIDER_QUEUE, intent_retrieve
 from bimride.db import provider_call
-from bimride.jobs.registry import JobContext, job
+from bimride.jobs.engine.registry import JobContext, job
 
 MARKS_TABLE = "bench_marks"
 

@@ -39,7 +39,7 @@ CHUNK = 1_000_000  # history rows per statement
 
 def job_fields() -> dict:
     """The columns `enqueue()` fills from the benchmark's job type."""
-    from bimride.jobs import registry
+    from bimride.jobs.engine import registry
 
     job_type = registry.get(JOB_NAME)
     return {
@@ -84,7 +84,7 @@ rows AS (
 def seed_backlog(n: int) -> int:
     """Write `n` due jobs as `enqueue()` does (job row, queued event, broker row), in one
     statement. Returns the first job's id."""
-    from bimride.jobs import broker
+    from bimride.jobs.engine import broker
 
     return min(job_id for job_id, _ in sql(broker.pushing(_BACKLOG), {**job_fields(), "n": n}))
 
@@ -306,7 +306,7 @@ class PruneRun(threading.Thread):
     def run(self) -> None:
         from django.test import override_settings
 
-        from bimride.jobs.pruner import prune_jobs
+        from bimride.jobs.engine.pruner import prune_jobs
 
         duty = settings.JOB_PRUNE_DUTY if self.duty is None else self.duty
         t = time.monotonic()

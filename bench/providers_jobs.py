@@ -229,7 +229,7 @@ def fill(jobs: int, intent: str) -> None:
     django.setup()
     from django.db import transaction
 
-    from bimride.jobs.enqueue import enqueue
+    from bimride.jobs.engine.enqueue import enqueue
 
     for start in range(0, jobs, 100):
         with transaction.atomic():

@@ -132,7 +132,9 @@ def setup_database() -> str:
     import django
 
     django.setup()
-    logging.getLogger("bimride.jobs.relay").setLevel(logging.ERROR)  # the driver's relay calls
+    logging.getLogger("bimride.jobs.engine.relay").setLevel(
+        logging.ERROR
+    )  # the driver's relay calls
     return url
 
 

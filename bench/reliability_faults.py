@@ -22,10 +22,10 @@ from django.utils import timezone
 
 from bench.reliability_jobtypes import NAME, create_effects_table, effect_counts
 from bench.reliability_procs import Proc, Processes, devdb, say
-from bimride.jobs.broker import QUEUE_TABLE, job_of
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.broker import QUEUE_TABLE, job_of
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.relay import relay
 from bimride.jobs.models import DeadLetter, Job, JobEvent
-from bimride.jobs.relay import relay
 
 WEDGED_AFTER = 8  # seconds without a started job, while due jobs wait, before a restart
 BROKER_RETRY = 360  # django-q2 `retry` (JOB_MAX_TIMEOUT + 60): redelivery of unacked tasks

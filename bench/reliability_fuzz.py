@@ -110,7 +110,7 @@ def _failure_details(log: Path) -> list[str]:
 def _dead_letters(count: int) -> None:
     """Open dead letters, so that staff's list, retry and discard answer with data."""
     from bench.reliability_jobtypes import NAME
-    from bimride.jobs.enqueue import enqueue
+    from bimride.jobs.engine.enqueue import enqueue
     from bimride.jobs.models import DeadLetter, Job
 
     for n in range(count):

@@ -32,8 +32,8 @@ from bench.reliability_http import RIDE_BODY, make_actor
 from bench.reliability_jobtypes import NAME, create_effects_table
 from bench.reliability_procs import LOG_DIR, Proc, Processes, say
 from bench.reliability_providers import COMPLETE_BODY
-from bimride.jobs.broker import QUEUE_TABLE, job_of
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.broker import QUEUE_TABLE, job_of
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.models import Job
 from devtools.pgbouncer import PgBouncer
 from devtools.postmark_standin import PostmarkStandin

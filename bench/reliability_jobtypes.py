@@ -10,8 +10,8 @@ import time
 from django.db import connection
 from rest_framework import serializers
 
-from bimride.jobs.registry import JobContext, job
-from bimride.jobs.retry import RetryPolicy
+from bimride.jobs.engine.registry import JobContext, job
+from bimride.jobs.engine.retry import RetryPolicy
 
 EFFECTS_TABLE = "reliability_effects"
 NAME = "reliability.record_effect"

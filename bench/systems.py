@@ -101,13 +101,13 @@ class Ours:
         )
 
     def request_enqueue(self, i: int) -> None:
-        from bimride.jobs.enqueue import enqueue
+        from bimride.jobs.engine.enqueue import enqueue
 
         with transaction.atomic():
             enqueue(JOB_NAME, {"n": i})
 
     def fill(self, n: int) -> None:
-        from bimride.jobs.enqueue import enqueue
+        from bimride.jobs.engine.enqueue import enqueue
 
         for start in range(0, n, 100):
             with transaction.atomic():
@@ -130,7 +130,7 @@ class Ours:
         self.request_enqueue(i)
 
     def send_later(self, batch: int, i: int, delay: float) -> None:
-        from bimride.jobs.enqueue import enqueue
+        from bimride.jobs.engine.enqueue import enqueue
 
         with transaction.atomic():
             enqueue(JOB_NAME, {"n": i}, delay=timedelta(seconds=delay))

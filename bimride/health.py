@@ -1,5 +1,5 @@
 """The liveness probe for the load balancer and the orchestrator, and the answer every request
-gets while the database is unreachable. Readiness asks the queues: `bimride.jobs.health`."""
+gets while the database is unreachable. Readiness asks the queues: `bimride.jobs.ops.health`."""
 
 import logging
 

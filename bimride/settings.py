@@ -137,7 +137,7 @@ if _PREPARE_THRESHOLD:
 # synchronous. JOB_ASYNC_COMMIT=0 makes workers wait for every flush (about 1 ms a commit).
 # Directly connected, a worker's session says so once (startup `options`); behind a
 # transaction-mode pooler, which refuses startup `options` and shares server sessions, the runner
-# says it in each of its transactions instead (`SET LOCAL`, bimride.jobs.runner).
+# says it in each of its transactions instead (`SET LOCAL`, bimride.jobs.engine.runner).
 WORKER_PROCESS = sys.argv[1:2] == ["qcluster"]
 JOB_ASYNC_COMMIT = WORKER_PROCESS and env.bool("JOB_ASYNC_COMMIT", True)
 if JOB_ASYNC_COMMIT and not DB_TRANSACTION_POOLER:
@@ -333,7 +333,7 @@ JOB_RETRY_SCALE = env.float("JOB_RETRY_SCALE", 1.0)  # multiplies every back-off
 # Django's Tasks API (the django-tasks backport): every @task runs as a job on these queues.
 TASKS = {
     "default": {
-        "BACKEND": "bimride.jobs.backend.JobBackend",
+        "BACKEND": "bimride.jobs.tasks_backend.JobBackend",
         "QUEUES": list(JOB_QUEUES),  # a task's queue_name is "default" unless it says otherwise
     }
 }
@@ -371,7 +371,7 @@ PROVIDER_RATE_LIMITS = {"stripe": 100.0, "email": 0.0, "fcm": 0.0} | env.dict(
 Q_CLUSTER = {
     "name": "default",
     "orm": "default",
-    "broker_class": "bimride.jobs.broker.PostgresBroker",
+    "broker_class": "bimride.jobs.engine.broker.PostgresBroker",
     # django-q2 applies ALT_CLUSTERS only to clusters not named like this base ("default").
     "workers": env.int("Q_WORKERS_DEFAULT", _QUEUE_WORKERS["default"]),
     # A worker may wait out a database outage before and after its job's own time limit (which

@@ -8,8 +8,8 @@ import bimride.access.schema  # noqa: F401 - describes our session authenticatio
 from bimride import health
 from bimride.access.views import ApiLoginView
 from bimride.api import IdConverter, error_body
-from bimride.jobs.health import readyz
-from bimride.jobs.views import MetricsView
+from bimride.jobs.ops.health import readyz
+from bimride.jobs.ops.views import MetricsView
 
 register_converter(IdConverter, "id")  # before the apps' URLs, which use it
 
@@ -23,7 +23,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api-auth/", include((api_auth, "rest_framework"))),
     path("api/", include("rides.urls")),
-    path("api/", include("bimride.jobs.urls")),
+    path("api/", include("bimride.jobs.ops.urls")),
     path("api/", include("notifications.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -8,7 +8,7 @@ class NotificationsConfig(AppConfig):
         from anymail.signals import tracking
         from django.urls import reverse_lazy
 
-        from bimride.jobs import dashboard
+        from bimride.jobs.ops import dashboard
         from notifications import checks  # noqa: F401 - registers the deploy checks
         from notifications.selectors import push_counts
         from notifications.tasks import expect_receipt

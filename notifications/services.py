@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from bimride.db import patiently, provider_call
 from bimride.errors import BimRideError, NotFound, PermanentError
-from bimride.jobs import ratelimit
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine import ratelimit
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.models import Job
 from notifications import emails, selectors
 from notifications.emails import Email

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from django.conf import settings
 from rest_framework import serializers
 
-from bimride.jobs.registry import JobContext, job
-from bimride.jobs.retry import EMAIL_RETRY, PUSH_RETRY
-from bimride.jobs.schedules import schedule
+from bimride.jobs.engine.registry import JobContext, job
+from bimride.jobs.engine.retry import EMAIL_RETRY, PUSH_RETRY
+from bimride.jobs.engine.schedules import schedule
 from notifications import pushes, services
 from notifications.models import Kind
 from rides import services as ride_services

@@ -12,8 +12,8 @@ from bimride.fields import (
     StrictIntegerField,
     number_or_decimal_string,
 )
-from bimride.jobs.selectors import job_summaries_of
-from bimride.jobs.serializers import JobSummarySerializer
+from bimride.jobs.ops.selectors import job_summaries_of
+from bimride.jobs.ops.serializers import JobSummarySerializer
 from rides.models import Ride
 from rides.services import ride_money
 

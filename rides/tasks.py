@@ -7,8 +7,8 @@ from django.conf import settings
 from django.db import transaction
 from rest_framework import serializers
 
-from bimride.jobs.registry import JobContext, job
-from bimride.jobs.schedules import schedule
+from bimride.jobs.engine.registry import JobContext, job
+from bimride.jobs.engine.schedules import schedule
 from rides import services
 
 

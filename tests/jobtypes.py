@@ -15,8 +15,8 @@ from django.db import connection
 from rest_framework import serializers
 
 from bimride.errors import PermanentError
-from bimride.jobs.registry import JobContext, job
-from bimride.jobs.retry import RetryPolicy
+from bimride.jobs.engine.registry import JobContext, job
+from bimride.jobs.engine.retry import RetryPolicy
 
 EFFECTS_TABLE = "test_effects"
 
@@ -117,7 +117,7 @@ def report_q2compat(payload: dict, ctx: JobContext) -> dict:
     patched attributes, and the timer and task queue django-q2's worker loop was handed."""
     from django_q.worker import worker
 
-    from bimride.jobs import q2compat, shutdown
+    from bimride.jobs.engine import q2compat, shutdown
 
     frame = sys._getframe()
     while frame is not None and frame.f_code is not worker.__code__:
@@ -155,7 +155,7 @@ def show_synchronous_commit(payload: dict, ctx: JobContext) -> dict:
         return {"synchronous_commit": cursor.fetchone()[0]}
 
 
-# --- many attempts in flight per worker process (bimride.jobs.inflight) -------------------------
+# --- many attempts in flight per worker process (bimride.jobs.engine.inflight) ---------------
 SPANS_TABLE = "test_spans"
 
 

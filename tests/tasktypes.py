@@ -10,8 +10,8 @@ import time
 from django.core.mail import send_mail
 from django_tasks import task
 
+from bimride.jobs.engine.retry import RetryPolicy
 from bimride.jobs.models import Job
-from bimride.jobs.retry import RetryPolicy
 
 
 @task

@@ -12,7 +12,7 @@ import pytest
 import requests
 from rest_framework.authtoken.models import Token
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.models import DeadLetter, Job
 from tests.conftest import wait_until
 from tests.factories import UserFactory

@@ -4,9 +4,9 @@ shows: a page of 1 and a page of 6 cost the same."""
 import pytest
 
 from bimride.authentication import tokens
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter
-from bimride.jobs.runner import run_job
 from payments.models import Payment, Refund
 from rides.models import RideOffer
 from tests.factories import RideFactory

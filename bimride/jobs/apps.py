@@ -12,10 +12,11 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from bimride.jobs import (
+        from bimride.jobs.engine import (
             checks,  # noqa: F401 - registers the system checks
             q2compat,  # django-q2's models need the app registry
         )
+        from bimride.jobs.ops import admin  # noqa: F401 - registers the admin pages
 
         q2compat.apply()  # refuses to start on a django-q2 its patches were not written for
         autodiscover_modules("tasks")  # every app's tasks.py registers its job types
@@ -26,6 +27,6 @@ class JobsConfig(AppConfig):
 
 def _sync_schedules(**kwargs) -> None:
     """Keep django-q2's Schedule rows in step with the declarations at every migrate."""
-    from bimride.jobs.schedules import sync_schedules
+    from bimride.jobs.engine.schedules import sync_schedules
 
     sync_schedules()

@@ -1,13 +1,14 @@
 """The job system's own jobs: the outbox relay, retention and the alert check."""
 
-from bimride.jobs import alerts, pruner, relay
-from bimride.jobs.registry import JobContext, job
-from bimride.jobs.schedules import schedule
+from bimride.jobs.engine import pruner, relay
+from bimride.jobs.engine.registry import JobContext, job
+from bimride.jobs.engine.schedules import schedule
+from bimride.jobs.ops import alerts
 
 
 @job("jobs.relay_outbox", timeout=60)
 def relay_outbox(payload: dict, ctx: JobContext) -> dict:
-    """Push undispatched jobs and rescue orphans (see bimride.jobs.relay)."""
+    """Push undispatched jobs and rescue orphans (see bimride.jobs.engine.relay)."""
     return relay.relay()
 
 

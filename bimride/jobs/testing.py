@@ -5,8 +5,8 @@ from contextlib import nullcontext
 
 from django.db import transaction
 
-from bimride.jobs import registry, runner
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine import registry, runner
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.models import Job
 
 

@@ -5,8 +5,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from bimride.errors import PermanentError
-from bimride.jobs.enqueue import enqueue
-from bimride.jobs.registry import Snooze
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.registry import Snooze
 from payments import stripe_client
 from payments.models import (
     Payment,

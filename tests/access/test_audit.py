@@ -8,9 +8,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from bimride.access.models import SignInEvent
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job, JobEvent
-from bimride.jobs.runner import run_job
 from payments.models import Payment, Refund
 from tests.access.conftest import sign_in, signed_in
 from tests.conftest import client_for, give_authenticator, totp_now, verified_client

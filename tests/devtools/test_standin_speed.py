@@ -10,7 +10,7 @@ import pytest
 import requests
 import stripe
 
-from bimride.jobs import ratelimit
+from bimride.jobs.engine import ratelimit
 from devtools.stripe_standin import StripeStandin
 from devtools.supervisor import Process, free_port, wait_http
 from payments import stripe_client

@@ -8,11 +8,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from bimride.jobs.enqueue import enqueue
-from bimride.jobs.listing import COUNT_CAP
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.q2compat import OrmQ, SignedPackage
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.q2compat import OrmQ, SignedPackage
-from bimride.jobs.runner import run_job
+from bimride.jobs.ops.listing import COUNT_CAP
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_the_queued_tasks_page_shows_each_row_the_same_every_time(admin_client, 
     assert sorted(column(first, "task_id")) == ["*BadSignature", "*KeyError", "-", "0a1b2c"]
     assert f"tests.effect_default#{job.pk}" in column(first, "name")
     assert f"/admin/jobs/job/{job.pk}/change/" in first
-    assert "bimride.jobs.runner.deliver" in column(first, "func")
+    assert "bimride.jobs.engine.runner.deliver" in column(first, "func")
 
 
 def test_the_queued_task_page_of_a_job_shows_its_job(admin_client, queued_rows):

@@ -8,11 +8,11 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.pruner import prune
+from bimride.jobs.engine.q2compat import Schedule
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job, ScheduleRun
-from bimride.jobs.pruner import prune
-from bimride.jobs.q2compat import Schedule
-from bimride.jobs.runner import run_job
 from rides.models import Driver
 from tests.factories import DriverFactory
 from tests.jobtypes import create_effects_table

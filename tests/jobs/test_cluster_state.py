@@ -5,7 +5,7 @@ import os
 import signal
 import threading
 
-from bimride.jobs.q2compat import ClusterQueue, WorkerTimer
+from bimride.jobs.engine.q2compat import ClusterQueue, WorkerTimer
 
 FORK = multiprocessing.get_context("fork")
 

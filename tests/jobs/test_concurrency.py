@@ -9,9 +9,9 @@ import signal
 import pytest
 from django.db import connection
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.relay import relay
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.relay import relay
 from tests.conftest import wait_until
 from tests.jobtypes import create_spans_table, spans
 

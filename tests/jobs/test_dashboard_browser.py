@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.runner import run_job
 from tests.conftest import give_authenticator, totp_now
 from tests.factories import PASSWORD, UserFactory
 

@@ -9,11 +9,11 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bimride.jobs.broker import job_of
-from bimride.jobs.enqueue import enqueue, publish
+from bimride.jobs.engine.broker import job_of
+from bimride.jobs.engine.enqueue import enqueue, publish
+from bimride.jobs.engine.q2compat import OrmQ
+from bimride.jobs.engine.registry import JobPayloadError, UnknownJob
 from bimride.jobs.models import Job, JobEvent
-from bimride.jobs.q2compat import OrmQ
-from bimride.jobs.registry import JobPayloadError, UnknownJob
 from tests.pooler import direct_database_url
 
 JOB = "tests.effect_default"

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from bimride.jobs.enqueue import enqueue
-from bimride.jobs.runner import run_job
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.runner import run_job
 from tests.jobtypes import create_effects_table
 
 BEFORE, AFTER = ("jobs", "0005_task_priority_and_errors"), ("jobs", "0006_ledger_at_scale")

@@ -12,10 +12,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from bimride.jobs import alerts
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import Alert, DeadLetter, Job
-from bimride.jobs.runner import run_job
+from bimride.jobs.ops import alerts
 from bimride.tracing import ContextFilter, JsonFormatter
 from tests.jobtypes import create_effects_table
 
@@ -53,7 +53,7 @@ def test_job_log_lines_carry_the_job_and_trace_fields():
     handler = logging.StreamHandler(stream)
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter())
-    runner_logger = logging.getLogger("bimride.jobs.runner")
+    runner_logger = logging.getLogger("bimride.jobs.engine.runner")
     runner_logger.addHandler(handler)
     try:
         job = enqueue("tests.effect_default", {"n": 1})

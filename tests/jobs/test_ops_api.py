@@ -5,10 +5,10 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from bimride.jobs import selectors
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.runner import run_job
+from bimride.jobs.ops import selectors
 from tests.conftest import client_for
 from tests.factories import RideFactory
 

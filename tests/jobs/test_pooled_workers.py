@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, transaction
 from prometheus_client import CollectorRegistry, multiprocess
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.models import Job
 from devtools.supervisor import ROOT, free_port
 from tests.conftest import wait_until

@@ -10,9 +10,9 @@ import pytest
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.relay import relay
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.relay import relay
 from tests.conftest import wait_until
 from tests.jobs.test_pooled_workers import idle_waits
 from tests.jobtypes import create_effects_table, effects

@@ -14,15 +14,15 @@ import pytest
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
-from bimride.jobs import q2compat
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine import q2compat
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.q2compat import ClusterQueue
 from bimride.jobs.models import Job
-from bimride.jobs.q2compat import ClusterQueue
 from tests.conftest import wait_until
 
 # The upstream code each patch replaces or relies on, with the sha256 of its source as reviewed
 # for django-q2 1.11.1 on CPython 3.11. When one changes, re-review that patch in
-# bimride/jobs/q2compat.py (and its README row), then pin the new digest here.
+# bimride/jobs/engine/q2compat.py (and its README row), then pin the new digest here.
 REVIEWED = {
     "task queue": {
         "django_q.queues.Queue": "4b08355a852062e38a1a2bbeb13405e9e7f18be0337941360d3db9dbc1862b9b",
@@ -72,7 +72,7 @@ REVIEWED = {
             "b30d59f639b088ea1c11af538ad57b03977a19f22b874d3319d63b24e2fb72c4"
         ),
     },
-    "queued-tasks page (bimride/jobs/admin.py QueuedTaskAdmin)": {
+    "queued-tasks page (bimride/jobs/ops/admin.py QueuedTaskAdmin)": {
         "django_q.admin.QueueAdmin": (
             "aadea34f49cc695178d9bb917375c578fa353fbef4b388df50a9e0fc104c7141"
         ),
@@ -103,7 +103,7 @@ def test_the_upstream_code_each_patch_relies_on_is_the_code_reviewed(patch, dott
     digest = hashlib.sha256(upstream_source(dotted).encode()).hexdigest()
     assert digest == REVIEWED[patch][dotted], (
         f"{dotted} changed since the {patch!r} patch was reviewed: re-review that patch in"
-        f" bimride/jobs/q2compat.py and its README row, then pin sha256 {digest} here"
+        f" bimride/jobs/engine/q2compat.py and its README row, then pin sha256 {digest} here"
     )
 
 

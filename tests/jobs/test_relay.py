@@ -6,11 +6,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from bimride.jobs import relay as relay_module
-from bimride.jobs.broker import job_of
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine import relay as relay_module
+from bimride.jobs.engine.broker import job_of
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.q2compat import OrmQ
 from bimride.jobs.models import Job
-from bimride.jobs.q2compat import OrmQ
 
 pytestmark = pytest.mark.django_db
 

@@ -8,11 +8,11 @@ import pytest
 from django.utils import timezone
 
 from bimride.jobs import tasks
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.pruner import prune, prune_jobs
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job, JobEvent, ScheduleRun
-from bimride.jobs.pruner import prune, prune_jobs
-from bimride.jobs.runner import run_job
-from bimride.jobs.services import deadletter_retry
+from bimride.jobs.ops.services import deadletter_retry
 from tests.jobtypes import create_effects_table
 
 pytestmark = pytest.mark.django_db

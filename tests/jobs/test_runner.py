@@ -6,13 +6,13 @@ import pytest
 from django.utils import timezone
 
 from bimride.errors import Conflict, ValidationError
-from bimride.jobs import services
-from bimride.jobs.broker import job_of
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.broker import job_of
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.q2compat import OrmQ
+from bimride.jobs.engine.relay import relay
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.q2compat import OrmQ
-from bimride.jobs.relay import relay
-from bimride.jobs.runner import run_job
+from bimride.jobs.ops import services
 from tests.jobtypes import create_effects_table, effects
 
 JOB = "tests.effect_default"

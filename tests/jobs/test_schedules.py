@@ -9,10 +9,10 @@ from django.db import connection
 from django.utils import timezone
 from django_q.scheduler import scheduler
 
-from bimride.jobs import schedules
+from bimride.jobs.engine import schedules
+from bimride.jobs.engine.q2compat import OrmQ, Schedule
+from bimride.jobs.engine.schedules import FIRE, ScheduleSpec, fire, schedule, sync_schedules
 from bimride.jobs.models import Job, ScheduleRun
-from bimride.jobs.q2compat import OrmQ, Schedule
-from bimride.jobs.schedules import FIRE, ScheduleSpec, fire, schedule, sync_schedules
 from tests.conftest import wait_until
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -75,6 +75,14 @@ def test_sync_is_idempotent_updates_and_removes_and_leaves_hand_made_rows_alone(
     del schedules._specs["jobs.prune_again"]
     assert sync_schedules()["deleted"] == ["jobs.prune_again"]
     assert Schedule.objects.filter(name="by hand").exists()
+
+
+@pytest.mark.django_db
+def test_rows_of_an_older_release_move_to_the_schedules_current_task_path(declare):
+    sync_schedules()
+    Schedule.objects.filter(name="jobs.prune").update(func="bimride.jobs.schedules.fire")
+    assert sync_schedules()["updated"] == ["jobs.prune"]
+    assert list(Schedule.objects.filter(name="jobs.prune").values_list("func", flat=True)) == [FIRE]
 
 
 @pytest.mark.django_db

@@ -9,11 +9,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from bimride.db import TransactionAroundProviderCall, provider_call
-from bimride.jobs import ratelimit
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine import ratelimit
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.q2compat import OrmQ
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job, JobEvent, ProviderBudget
-from bimride.jobs.q2compat import OrmQ
-from bimride.jobs.runner import run_job
 from tests.conftest import wait_until
 from tests.jobtypes import create_spans_table, spans
 from tests.pooler import pooled
@@ -134,8 +134,8 @@ def test_no_provider_is_called_inside_a_transaction(db):
 # --- priorities ---------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)  # the broker takes rows due by the clock's now()
 def test_receipts_and_payment_failures_are_taken_before_welcome_emails():
-    from bimride.jobs.broker import PostgresBroker
-    from bimride.jobs.q2compat import SignedPackage
+    from bimride.jobs.engine.broker import PostgresBroker
+    from bimride.jobs.engine.q2compat import SignedPackage
 
     for n in range(12):
         enqueue("notifications.send_welcome", {"user_id": n + 1})
@@ -173,7 +173,7 @@ def test_a_rate_limit_for_an_unknown_provider_is_refused(settings):
 
 
 def test_a_concurrency_key_naming_a_missing_payload_field_is_refused():
-    from bimride.jobs import registry
+    from bimride.jobs.engine import registry
     from tests.jobtypes import KeyedPayload, keyed_span
 
     broken = registry.JobType(

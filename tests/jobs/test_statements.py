@@ -13,10 +13,10 @@ from django_q.pusher import pusher
 from django_q.worker import worker
 from psycopg import pq
 
-from bimride.jobs.broker import PostgresBroker
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.broker import PostgresBroker
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.q2compat import Conf, OrmQ, SignedPackage
 from bimride.jobs.models import Job
-from bimride.jobs.q2compat import Conf, OrmQ, SignedPackage
 
 BATCH = 5
 

@@ -25,13 +25,13 @@ from django_tasks.exceptions import (
 )
 from django_tasks.signals import task_enqueued, task_finished, task_started
 
-from bimride.jobs import selectors, services
-from bimride.jobs.backend import JobBackend, TaskArgumentsError
-from bimride.jobs.broker import PostgresBroker, WorkerTimeout, job_of
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.broker import PostgresBroker, WorkerTimeout, job_of
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.q2compat import OrmQ
+from bimride.jobs.engine.runner import WORKER, run_job
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.q2compat import OrmQ
-from bimride.jobs.runner import WORKER, run_job
+from bimride.jobs.ops import selectors, services
+from bimride.jobs.tasks_backend import JobBackend, TaskArgumentsError
 from bimride.jobs.testing import perform_job
 from tests.conftest import wait_until
 from tests.pooler import direct_database_url
@@ -296,7 +296,9 @@ def test_a_return_value_json_cannot_hold_fails_the_task_without_retries():
     result = returns_a_set.enqueue()
     run(result)
     assert result.status == TaskResultStatus.FAILED and result.attempts == 1
-    assert result.errors[0].exception_class_path == "bimride.jobs.backend.TaskReturnValueError"
+    assert (
+        result.errors[0].exception_class_path == "bimride.jobs.tasks_backend.TaskReturnValueError"
+    )
 
 
 def test_a_coroutine_function_runs_to_completion_with_the_database():

@@ -5,8 +5,8 @@ from datetime import date
 import pytest
 
 from bimride.errors import PermanentError
+from bimride.jobs.engine.registry import JobPayloadError
 from bimride.jobs.models import Job
-from bimride.jobs.registry import JobPayloadError
 from bimride.jobs.testing import perform_job
 
 pytestmark = pytest.mark.django_db

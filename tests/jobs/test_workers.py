@@ -10,10 +10,10 @@ import pytest
 from django.db import connection, transaction
 from django.db.models import Count, F
 
-from bimride.jobs.enqueue import enqueue, publish
+from bimride.jobs.engine.enqueue import enqueue, publish
+from bimride.jobs.engine.q2compat import OrmQ
+from bimride.jobs.engine.relay import relay
 from bimride.jobs.models import DeadLetter, Job, JobEvent
-from bimride.jobs.q2compat import OrmQ
-from bimride.jobs.relay import relay
 from tests.conftest import wait_until
 from tests.jobtypes import create_effects_table, effects
 

@@ -3,8 +3,8 @@
 import pytest
 from django.test import Client
 
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import Job
-from bimride.jobs.runner import run_job
 from bimride.jobs.testing import perform_job
 from notifications.models import Notification, Suppression
 from rides.models import Ride

@@ -6,7 +6,7 @@ an FCM outage delays pushes without losing or doubling any."""
 import pytest
 from django.db import transaction
 
-from bimride.jobs.enqueue import enqueue, publish
+from bimride.jobs.engine.enqueue import enqueue, publish
 from bimride.jobs.models import Job
 from notifications.models import Device, Notification, Push
 from rides.models import Ride

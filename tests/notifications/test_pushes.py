@@ -10,11 +10,11 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from bimride.jobs.enqueue import enqueue, publish
+from bimride.jobs.engine.enqueue import enqueue, publish
+from bimride.jobs.engine.retry import PUSH_RETRY
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job, ProviderBudget
-from bimride.jobs.retry import PUSH_RETRY
-from bimride.jobs.runner import run_job
-from bimride.jobs.services import deadletter_retry
+from bimride.jobs.ops.services import deadletter_retry
 from notifications import pushes
 from notifications.models import Device, Notification, Preference, Push
 from rides.models import Ride

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import Job
-from bimride.jobs.runner import run_job
 from notifications.models import Notification
 from payments.models import Payment
 from rides.models import PromoCode, PromoRedemption

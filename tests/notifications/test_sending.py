@@ -9,9 +9,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from bimride.jobs.enqueue import enqueue, publish
+from bimride.jobs.engine.enqueue import enqueue, publish
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.runner import run_job
 from bimride.jobs.testing import perform_job
 from notifications import tasks
 from notifications.models import Notification, Suppression

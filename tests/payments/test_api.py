@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import Job
-from bimride.jobs.runner import run_job
 from bimride.jobs.testing import perform_job
 from payments.models import Refund
 from rides import money

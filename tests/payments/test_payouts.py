@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.runner import run_job
-from bimride.jobs.services import deadletter_retry
+from bimride.jobs.ops.services import deadletter_retry
 from payments import tasks
 from payments.models import Payment, Payout, StripeAccount
 from rides.models import Ride

@@ -3,8 +3,8 @@
 import pytest
 from django.utils import timezone
 
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, ProviderBudget
-from bimride.jobs.runner import run_job
 from payments import tasks
 from tests.payments.conftest import payment_of, ride_in
 

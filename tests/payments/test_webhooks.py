@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core import checks
 
-from bimride.jobs.runner import run_job
+from bimride.jobs.engine.runner import run_job
 from payments import stripe_client
 from payments.models import PaymentEvent, WebhookEvent
 from tests.payments.conftest import captured_payment_in, jobs_named

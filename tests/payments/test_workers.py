@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from bimride.jobs.engine.relay import relay
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.relay import relay
 from payments import services, tasks
 from payments.models import Payment, Payout, StripeAccount
 from rides.models import Ride

@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.models import Job
 from rides.models import DailyRideStats, HeatmapCell, LocationPing, Ride
 from tests.conftest import client_for, wait_until

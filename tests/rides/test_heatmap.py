@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
-from bimride.jobs.enqueue import enqueue
-from bimride.jobs.runner import run_job
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.runner import run_job
 from rides import services, tasks
 from rides.models import HeatmapCell, LocationPing
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
 from rides.models import Ride
 from rides.serializers import ride_bodies, ride_body
 from tests.factories import DriverFactory, RideFactory, UserFactory

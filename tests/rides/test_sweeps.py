@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import Job
-from bimride.jobs.runner import run_job
 from rides import services
 from rides.models import DailyRideStats, Ride
 from rides.tasks import expire_rides, fold_ride_analytics

@@ -9,7 +9,7 @@ import time
 from django.db import connection
 from django_tasks import task
 
-from bimride.jobs.retry import RetryPolicy
+from bimride.jobs.engine.retry import RetryPolicy
 from tests.jobtypes import EFFECTS_TABLE
 
 

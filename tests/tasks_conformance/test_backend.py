@@ -31,11 +31,11 @@ from django_tasks.exceptions import (
     TaskResultMismatch,
 )
 
-from bimride.jobs import registry
-from bimride.jobs.backend import JobBackend, JobTask, MissingTask
+from bimride.jobs.engine import registry
+from bimride.jobs.engine.retry import RetryPolicy
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import Job
-from bimride.jobs.retry import RetryPolicy
-from bimride.jobs.runner import run_job
+from bimride.jobs.tasks_backend import JobBackend, JobTask, MissingTask
 from tests.pooler import direct_database_url
 from tests.tasks_conformance import tasks
 from tests.tasks_conformance.conftest import differs, job_of
@@ -204,7 +204,7 @@ def test_using_refuses_what_the_reference_refuses(changes, message):
 def test_using_an_unknown_or_unimportable_backend_is_an_invalid_backend():
     with pytest.raises(InvalidTaskBackendError, match="The connection 'unknown' doesn't exist"):
         tasks.noop.using(backend="unknown")
-    tasks_setting = {"default": {"BACKEND": "bimride.jobs.backend.JobBackend"}}
+    tasks_setting = {"default": {"BACKEND": "bimride.jobs.tasks_backend.JobBackend"}}
     tasks_setting["missing"] = {"BACKEND": "does.not.exist"}
     with (
         override_settings(TASKS=tasks_setting),
@@ -215,7 +215,9 @@ def test_using_an_unknown_or_unimportable_backend_is_an_invalid_backend():
 
 def test_a_queue_outside_the_backends_queues_is_refused_at_enqueue():
     bulk = tasks.noop.using(queue_name="bulk")
-    setting = {"default": {"BACKEND": "bimride.jobs.backend.JobBackend", "QUEUES": ["default"]}}
+    setting = {
+        "default": {"BACKEND": "bimride.jobs.tasks_backend.JobBackend", "QUEUES": ["default"]}
+    }
     with override_settings(TASKS=setting):
         with pytest.raises(InvalidTaskError, match="Queue 'bulk' is not valid for backend"):
             bulk.enqueue()
@@ -230,7 +232,7 @@ def test_an_empty_queues_list_accepts_any_queue_name():
 
 
 def test_an_empty_queues_list_accepts_any_served_queue_and_no_other():
-    setting = {"default": {"BACKEND": "bimride.jobs.backend.JobBackend", "QUEUES": []}}
+    setting = {"default": {"BACKEND": "bimride.jobs.tasks_backend.JobBackend", "QUEUES": []}}
     with override_settings(TASKS=setting):
         assert tasks.noop.using(queue_name="bulk").queue_name == "bulk"
         with pytest.raises(InvalidTaskError, match="Queue 'queue-2' has no workers"):

@@ -14,12 +14,12 @@ from django.test import override_settings
 from django.utils import timezone
 from django_tasks import TaskResultStatus, default_task_backend, task
 
-from bimride.jobs import broker, registry, shutdown
-from bimride.jobs.backend import JobBackend
+from bimride.jobs.engine import broker, registry, shutdown
+from bimride.jobs.engine.relay import relay
+from bimride.jobs.engine.retry import RetryPolicy
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job
-from bimride.jobs.relay import relay
-from bimride.jobs.retry import RetryPolicy
-from bimride.jobs.runner import run_job
+from bimride.jobs.tasks_backend import JobBackend
 from tests.conftest import wait_until
 from tests.jobtypes import create_effects_table, effects
 from tests.pooler import direct_database_url
@@ -267,7 +267,7 @@ def test_a_task_that_cannot_be_imported_fails_and_dead_letters_saying_why(
     wait_finished(result)
     assert result.status == FAILED and result.task.module_path == path
     (error,) = result.errors
-    assert error.exception_class_path == "bimride.jobs.registry.UnknownJob"
+    assert error.exception_class_path == "bimride.jobs.engine.registry.UnknownJob"
     assert says in error.traceback
     letter = DeadLetter.objects.get(job_id=job.pk)
     assert letter.error_class == "UnknownJob" and says in letter.traceback
@@ -382,7 +382,7 @@ def test_the_log_records_of_a_task_and_its_failure_carry_the_exception(caplog):
 
 def test_options_set_the_attempts_and_transaction_of_tasks_without_their_own():
     options = {"retry": {"max_attempts": 3, "initial": 0.01, "max_delay": 0.01}, "atomic": True}
-    backend = {"BACKEND": "bimride.jobs.backend.JobBackend", "OPTIONS": options}
+    backend = {"BACKEND": "bimride.jobs.tasks_backend.JobBackend", "OPTIONS": options}
     with override_settings(TASKS={"default": backend}):
         declared = task()(tasks.plain_function_under_options)
         result = declared.enqueue()

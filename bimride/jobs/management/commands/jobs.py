@@ -6,8 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from bimride.errors import BimRideError
-from bimride.jobs import selectors, services
 from bimride.jobs.models import DeadLetter, Job
+from bimride.jobs.ops import selectors, services
 
 
 class Command(BaseCommand):

@@ -3,10 +3,10 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from bimride.jobs import registry, shutdown
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine import registry, shutdown
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import Job
-from bimride.jobs.runner import run_job
 
 
 class Command(BaseCommand):

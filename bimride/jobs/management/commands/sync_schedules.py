@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from bimride.jobs.schedules import declared, sync_schedules
+from bimride.jobs.engine.schedules import declared, sync_schedules
 
 
 class Command(BaseCommand):

@@ -7,9 +7,9 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
-from bimride.jobs import broker
+from bimride.jobs.engine import broker
+from bimride.jobs.engine.plans import custom_plans
 from bimride.jobs.models import Job
-from bimride.jobs.plans import custom_plans
 
 logger = logging.getLogger(__name__)
 

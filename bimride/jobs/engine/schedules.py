@@ -19,13 +19,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bimride.jobs import broker, metrics, registry
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine import broker, metrics, registry
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.models import ScheduleRun
 
 logger = logging.getLogger(__name__)
 
-FIRE = "bimride.jobs.schedules.fire"
+FIRE = "bimride.jobs.engine.schedules.fire"
+FIRED_BEFORE = ("bimride.jobs.schedules.fire",)  # the rows of older releases
 MAX_CATCH_UP = 100
 
 
@@ -132,4 +133,5 @@ def sync_schedules() -> dict[str, list[str]]:
             for spec in _specs.values()
         },
         func=FIRE,
+        formerly=FIRED_BEFORE,
     )

@@ -11,8 +11,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from bimride.errors import NotFound
+from bimride.jobs.engine.plans import custom_plans
 from bimride.jobs.models import LIVE_STATES, DeadLetter, Job
-from bimride.jobs.plans import custom_plans
 
 # subject kind -> whether a user may see that subject: apps register theirs in ready().
 _subjects: dict[str, Callable[[AbstractBaseUser, int], bool]] = {

@@ -11,18 +11,19 @@ from django.utils.html import format_html, format_html_join
 
 from bimride.admin import AuditInline, job_link
 from bimride.errors import BimRideError
-from bimride.jobs import broker, dashboard, selectors, services
-from bimride.jobs.listing import (
+from bimride.jobs.engine import broker
+from bimride.jobs.engine.plans import custom_plans
+from bimride.jobs.engine.q2compat import OrmQ, QueueAdmin, Schedule
+from bimride.jobs.engine.q2compat import ScheduleAdmin as QScheduleAdmin  # the page we extend
+from bimride.jobs.models import Alert, DeadLetter, Job, JobEvent, ScheduleRun
+from bimride.jobs.ops import dashboard, selectors, services
+from bimride.jobs.ops.listing import (
     BackendFilter,
     JobTypeFilter,
     LedgerPaginator,
     LedgerQuerySet,
     QueueFilter,
 )
-from bimride.jobs.models import Alert, DeadLetter, Job, JobEvent, ScheduleRun
-from bimride.jobs.plans import custom_plans
-from bimride.jobs.q2compat import OrmQ, QueueAdmin, Schedule
-from bimride.jobs.q2compat import ScheduleAdmin as QScheduleAdmin  # the page we extend
 
 
 class JobEventInline(AuditInline):

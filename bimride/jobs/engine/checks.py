@@ -5,7 +5,7 @@ what to fix."""
 from django.conf import settings
 from django.core.checks import Error, register
 
-from bimride.jobs import ratelimit, registry
+from bimride.jobs.engine import ratelimit, registry
 
 
 def workers_of(queue: str) -> int:

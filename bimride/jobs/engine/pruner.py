@@ -21,9 +21,9 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from bimride.jobs import broker, metrics
+from bimride.jobs.engine import broker, metrics
+from bimride.jobs.engine.registry import JobContext
 from bimride.jobs.models import Job, JobEvent, ScheduleRun
-from bimride.jobs.registry import JobContext
 
 _FINAL = """(j.state IN ('succeeded', 'cancelled') OR j.state = 'dead' AND EXISTS (
     SELECT 1 FROM jobs_deadletter d

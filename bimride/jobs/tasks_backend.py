@@ -1,6 +1,6 @@
 """Django's Tasks API (the django-tasks backport, `django.tasks` in Django 6.0) on the job system.
 
-`TASKS = {"default": {"BACKEND": "bimride.jobs.backend.JobBackend", "QUEUES": [...]}}` makes
+`TASKS = {"default": {"BACKEND": "bimride.jobs.tasks_backend.JobBackend", "QUEUES": [...]}}` makes
 every `@task` a BimRide job. Declaring a task registers a job type named by the function's module
 path, run by the one runner like any job (`run_task`). `Task.enqueue()` writes the Job row
 (payload `{"args": [...], "kwargs": {...}}`, the task's queue, priority and due time) with
@@ -44,11 +44,11 @@ from django_tasks.utils import normalize_json
 from rest_framework import serializers
 
 from bimride.errors import PermanentError
-from bimride.jobs import registry
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine import registry
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.registry import JobContext, JobType, UnknownJob
+from bimride.jobs.engine.retry import TASK_RETRY, RetryPolicy
 from bimride.jobs.models import Job, JobEvent
-from bimride.jobs.registry import JobContext, JobType, UnknownJob
-from bimride.jobs.retry import TASK_RETRY, RetryPolicy
 
 TASK_TIMEOUT = 60  # seconds per attempt, unless a task declares its own
 NAME_MAX = Job._meta.get_field("name").max_length

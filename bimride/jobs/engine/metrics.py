@@ -3,19 +3,11 @@
 Counters and histograms are observed where things happen (the runner, the pruner, the
 scheduler) in whichever process does them, and summed across a host's processes through
 prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR). Queue depth, lag, running
-jobs, open dead letters and open alerts are read from the database at scrape time, so every
-host reports the same global figures.
+jobs, open dead letters and open alerts are read from the database at scrape time
+(`bimride.jobs.ops.scrape`), so every host reports the same global figures.
 """
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import Counter, Gauge, Histogram
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -48,39 +40,3 @@ RATE_LIMITED = Counter(
 IDLE_WAITS = Counter(
     "bimride_broker_idle_waits", "Idle waits of the queues' pushers.", ["queue", "ended_by"]
 )
-
-
-class DatabaseCollector:
-    """Gauges read from the ledger at scrape time."""
-
-    def collect(self):
-        from bimride.jobs.models import Alert
-        from bimride.jobs.selectors import queue_stats
-
-        depth = GaugeMetricFamily(
-            "bimride_queue_depth",
-            "Jobs waiting or running (PostgreSQL's estimate above 10,000).",
-            labels=["queue", "state"],
-        )
-        lag = GaugeMetricFamily(
-            "bimride_queue_lag_seconds", "Age of the oldest due job not started.", labels=["queue"]
-        )
-        dead = GaugeMetricFamily(
-            "bimride_dead_letters_open", "Dead letters not yet resolved.", labels=["queue"]
-        )
-        for q in queue_stats():
-            for state, n in q["depth"].items():
-                depth.add_metric([q["queue"], state], n)
-            lag.add_metric([q["queue"]], q["lag_seconds"])
-            dead.add_metric([q["queue"]], q["dead_letters_open"])
-        alerts = GaugeMetricFamily("bimride_alerts_open", "Alerts not yet cleared.")
-        alerts.add_metric([], Alert.objects.filter(cleared_at__isnull=True).count())
-        yield from (depth, lag, dead, alerts)
-
-
-def render() -> bytes:
-    """The text exposition of every metric: this host's processes plus the database's."""
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    registry.register(DatabaseCollector())
-    return generate_latest(registry)

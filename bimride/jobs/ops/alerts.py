@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bimride.jobs.models import Alert, DeadLetter
-from bimride.jobs.selectors import queue_lags
+from bimride.jobs.ops.selectors import queue_lags
 
 logger = logging.getLogger("bimride.alerts")
 

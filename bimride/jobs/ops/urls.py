@@ -1,6 +1,6 @@
 from django.urls import path
 
-from bimride.jobs import views
+from bimride.jobs.ops import views
 
 urlpatterns = [
     path("jobs/<id:job_id>", views.JobDetailView.as_view(), name="job-detail"),

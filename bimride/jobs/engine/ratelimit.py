@@ -14,9 +14,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from bimride.jobs import metrics
+from bimride.jobs.engine import metrics
+from bimride.jobs.engine.registry import Snooze
 from bimride.jobs.models import ProviderBudget
-from bimride.jobs.registry import Snooze
 
 DEFAULT_PAUSE = 1.0  # seconds, when a 429 says no Retry-After
 _providers: set[str] = set()

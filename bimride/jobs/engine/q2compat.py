@@ -36,7 +36,7 @@ from django_q.signals import post_spawn
 from django_q.signing import SignedPackage
 from django_q.worker import worker
 
-from bimride.jobs import shutdown
+from bimride.jobs.engine import shutdown
 
 __all__ = [
     "ORM",
@@ -295,7 +295,7 @@ def apply() -> None:
     problems = _problems()
     if problems:
         raise ImproperlyConfigured(
-            "django-q2 is not what bimride/jobs/q2compat.py was written for; re-review its"
+            "django-q2 is not what bimride/jobs/engine/q2compat.py was written for; re-review its"
             " patches (README, 'django-q2 compatibility'):\n- " + "\n- ".join(problems)
         )
     for owner, name, replacement in PATCHES:
@@ -303,4 +303,4 @@ def apply() -> None:
         if current is not replacement:
             _upstream[(owner, name)] = current
             setattr(owner, name, replacement)
-    post_spawn.connect(_obey_sigterm, dispatch_uid="bimride.jobs.q2compat")
+    post_spawn.connect(_obey_sigterm, dispatch_uid="bimride.jobs.engine.q2compat")

@@ -5,9 +5,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from bimride.errors import Conflict, NotFound, ValidationError
-from bimride.jobs.enqueue import enqueue
+from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs.engine.registry import JobPayloadError
 from bimride.jobs.models import DeadLetter, Job, JobEvent
-from bimride.jobs.registry import JobPayloadError
 
 
 def _open_dead_letter(dead_letter_id: int) -> DeadLetter:

@@ -6,7 +6,7 @@ from django.db import DatabaseError, connection, transaction
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from bimride.jobs.selectors import queue_lags
+from bimride.jobs.ops.selectors import queue_lags
 
 
 @require_GET

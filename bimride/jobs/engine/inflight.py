@@ -20,7 +20,8 @@ bring them back). What changes with threads:
   (Django's psycopg pool) and give them back after each attempt and before each provider call
   (`bimride.db.provider_call`), so a thread waiting on Stripe holds none.
 - **Shutdown.** A worker told to stop finishes the attempts in flight before it exits; told
-  again (a second Ctrl-C, `bimride.jobs.shutdown`), it records them as failed and exits at once.
+  again (a second Ctrl-C, `bimride.jobs.engine.shutdown`), it records them as failed and exits
+  at once.
 """
 
 import ctypes
@@ -36,8 +37,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, connections
 
-from bimride.jobs import broker, metrics, shutdown
-from bimride.jobs.broker import WorkerTimeout
+from bimride.jobs.engine import broker, metrics, shutdown
+from bimride.jobs.engine.broker import WorkerTimeout
 
 logger = logging.getLogger(__name__)
 

@@ -20,13 +20,22 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from bimride.jobs import metrics
-from bimride.jobs.q2compat import ORM, Conf, OrmQ, Schedule, SignedPackage, Task, TimeoutException
+from bimride.jobs.engine import metrics
+from bimride.jobs.engine.q2compat import (
+    ORM,
+    Conf,
+    OrmQ,
+    Schedule,
+    SignedPackage,
+    Task,
+    TimeoutException,
+)
 
 logger = logging.getLogger(__name__)
 
-RUN_JOB = "bimride.jobs.runner.deliver"
-RUNS_JOB = (RUN_JOB, "bimride.jobs.runner.run_job")  # the latter in packages of older releases
+RUN_JOB = "bimride.jobs.engine.runner.deliver"
+# What older releases named it, as their task results still say.
+RUNS_JOB = (RUN_JOB, "bimride.jobs.runner.deliver", "bimride.jobs.runner.run_job")
 QUEUE_TABLE = OrmQ._meta.db_table
 WorkerTimeout = TimeoutException  # raised in a worker when an attempt outlives its timeout
 
@@ -257,11 +266,14 @@ def hand_back(row_id: int | None) -> None:
             cursor.execute(f"UPDATE {QUEUE_TABLE} SET lock = now() WHERE id = %s", [row_id])
 
 
-def sync_schedule_rows(wanted: dict[str, dict], *, func: str) -> dict[str, list[str]]:
-    """Create, update and delete the django-q2 Schedule rows whose task is `func` so that they
-    are exactly `wanted` ({name: {cron, tz, next_run}}); other rows are left alone."""
+def sync_schedule_rows(
+    wanted: dict[str, dict], *, func: str, formerly: tuple[str, ...] = ()
+) -> dict[str, list[str]]:
+    """Create, update and delete the django-q2 Schedule rows whose task is `func` (or one of
+    its `formerly` paths, which they are moved to) so that they are exactly `wanted` ({name:
+    {cron, tz, next_run}}); other rows are left alone."""
     report = {"created": [], "updated": [], "deleted": []}
-    existing = {s.name: s for s in Schedule.objects.filter(func=func)}
+    existing = {s.name: s for s in Schedule.objects.filter(func__in=(func, *formerly))}
     for name, spec in wanted.items():
         row = existing.pop(name, None)
         fields = {

@@ -23,11 +23,11 @@ from django.utils import timezone
 
 from bimride.db import patiently
 from bimride.errors import BimRideError
-from bimride.jobs import inflight, metrics, registry, shutdown
-from bimride.jobs.broker import QUEUE_TABLE, WorkerTimeout
-from bimride.jobs.enqueue import dispatch
+from bimride.jobs.engine import inflight, metrics, registry, shutdown
+from bimride.jobs.engine.broker import QUEUE_TABLE, WorkerTimeout
+from bimride.jobs.engine.enqueue import dispatch
+from bimride.jobs.engine.registry import JobContext, JobPayloadError, JobType, Snooze, UnknownJob
 from bimride.jobs.models import DeadLetter, Job, JobEvent
-from bimride.jobs.registry import JobContext, JobPayloadError, JobType, Snooze, UnknownJob
 from bimride.tracing import log_context
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class WorkerLost(RuntimeError):
 def deliver(job_id: int, broker_row: int | None = None) -> None:
     """What a job's broker row asks a django-q2 worker to do: run an attempt of job `job_id`,
     in a thread of this process when its queue's concurrency (`JOB_CONCURRENCY`) is above 1,
-    right here otherwise (`bimride.jobs.inflight`)."""
+    right here otherwise (`bimride.jobs.engine.inflight`)."""
     queue = settings.JOB_WORKER_QUEUE
     if not settings.WORKER_PROCESS or settings.JOB_CONCURRENCY.get(queue, 1) <= 1:
         run_job(job_id, broker_row)  # also django-q2's loops run in a test or a shell

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
-from bimride.jobs.retry import DEFAULT_RETRY, RetryPolicy
+from bimride.jobs.engine.retry import DEFAULT_RETRY, RetryPolicy
 
 
 class JobPayloadError(ValueError):
@@ -50,7 +50,7 @@ class JobContext:
     def report(self, **progress) -> None:
         """Record progress (`done`, `total`, a `cursor` to resume from) on the job, in the
         current transaction: commit it together with the chunk of work it describes."""
-        from bimride.jobs.runner import record_progress
+        from bimride.jobs.engine.runner import record_progress
 
         record_progress(self, progress)
         self.progress = progress
@@ -120,7 +120,7 @@ class JobType:
         run_at: datetime | None = None,
         idempotency_key: str | None = None,
     ):
-        from bimride.jobs.enqueue import enqueue
+        from bimride.jobs.engine.enqueue import enqueue
 
         return enqueue(
             self.name, payload, delay=delay, run_at=run_at, idempotency_key=idempotency_key

@@ -16,7 +16,7 @@ from django.db.models import Max, Min, QuerySet
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from bimride.jobs import registry
+from bimride.jobs.engine import registry
 
 COUNT_CAP = 10_000  # rows a filtered list counts before it says "more than"
 

@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bimride.api import query_choice
-from bimride.jobs import examples, metrics, selectors, services
-from bimride.jobs.serializers import (
+from bimride.jobs.ops import examples, scrape, selectors, services
+from bimride.jobs.ops.serializers import (
     DeadLetterDiscardInput,
     DeadLetterRetryInput,
     DeadLetterSerializer,
@@ -135,4 +135,4 @@ class MetricsView(APIView):
 
     @extend_schema(exclude=True)
     def get(self, request: Request) -> HttpResponse:
-        return HttpResponse(metrics.render(), content_type=CONTENT_TYPE_LATEST)
+        return HttpResponse(scrape.render(), content_type=CONTENT_TYPE_LATEST)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from django.db import connection
 from django.utils import timezone
 
-from bimride.jobs import broker, registry
+from bimride.jobs.engine import broker, registry
 from bimride.jobs.models import Job, JobEvent
 from bimride.tracing import current_trace_id
 

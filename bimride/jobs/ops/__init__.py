@@ -1,0 +1,1 @@
+"""What staff see and do with the jobs: the admin, the ops API, metrics, alerts and readiness."""
