@@ -1,6 +1,7 @@
 """The job system's own jobs: the outbox relay, retention and the alert check."""
 
 from bimride.jobs.engine import pruner, relay
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.engine.registry import JobContext, job
 from bimride.jobs.engine.schedules import schedule
 from bimride.jobs.ops import alerts
@@ -18,7 +19,7 @@ def prune(payload: dict, ctx: JobContext) -> dict:
     minute before its timeout and, if jobs past retention are left, enqueues the next run."""
     counts = pruner.prune(ctx, budget=PRUNE_BUDGET)
     if counts["more"]:
-        prune.enqueue({})
+        enqueue("jobs.prune", {})
     return counts
 
 

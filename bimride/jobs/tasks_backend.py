@@ -46,7 +46,8 @@ from rest_framework import serializers
 from bimride.errors import PermanentError
 from bimride.jobs.engine import registry
 from bimride.jobs.engine.enqueue import enqueue
-from bimride.jobs.engine.registry import JobContext, JobType, UnknownJob
+from bimride.jobs.engine.errors import UnknownJob
+from bimride.jobs.engine.registry import JobContext, JobType
 from bimride.jobs.engine.retry import TASK_RETRY, RetryPolicy
 from bimride.jobs.models import Job, JobEvent
 

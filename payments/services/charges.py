@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 
 from bimride.errors import PermanentError
 from bimride.jobs.engine.enqueue import enqueue
-from bimride.jobs.engine.registry import Snooze
+from bimride.jobs.engine.errors import Snooze
 from payments import stripe_client
 from payments.models import (
     Payment,

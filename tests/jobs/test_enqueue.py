@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from bimride.jobs.engine.broker import job_of
 from bimride.jobs.engine.enqueue import enqueue, publish
+from bimride.jobs.engine.errors import JobPayloadError, UnknownJob
 from bimride.jobs.engine.q2compat import OrmQ
-from bimride.jobs.engine.registry import JobPayloadError, UnknownJob
 from bimride.jobs.models import Job, JobEvent
 from tests.pooler import direct_database_url
 

@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from bimride.errors import PermanentError
-from bimride.jobs.engine.registry import JobPayloadError
+from bimride.jobs.engine.errors import JobPayloadError
 from bimride.jobs.models import Job
 from bimride.jobs.testing import perform_job
 

@@ -267,7 +267,7 @@ def test_a_task_that_cannot_be_imported_fails_and_dead_letters_saying_why(
     wait_finished(result)
     assert result.status == FAILED and result.task.module_path == path
     (error,) = result.errors
-    assert error.exception_class_path == "bimride.jobs.engine.registry.UnknownJob"
+    assert error.exception_class_path == "bimride.jobs.engine.errors.UnknownJob"
     assert says in error.traceback
     letter = DeadLetter.objects.get(job_id=job.pk)
     assert letter.error_class == "UnknownJob" and says in letter.traceback

@@ -15,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bimride.jobs.engine import metrics
-from bimride.jobs.engine.registry import Snooze
+from bimride.jobs.engine.errors import Snooze
 from bimride.jobs.models import ProviderBudget
 
 DEFAULT_PAUSE = 1.0  # seconds, when a 429 says no Retry-After

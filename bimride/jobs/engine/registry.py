@@ -5,34 +5,14 @@ import string
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
+from bimride.jobs.engine.errors import JobPayloadError, LeaseLost, Snooze, UnknownJob
 from bimride.jobs.engine.retry import DEFAULT_RETRY, RetryPolicy
-
-
-class JobPayloadError(ValueError):
-    """A payload that does not fit its job's schema; raised at the call site, nothing stored."""
-
-    def __init__(self, name: str, errors: dict):
-        super().__init__(f"Invalid payload for {name}: {json.dumps(errors, default=str)}")
-        self.errors = errors
-
-
-class UnknownJob(LookupError):
-    pass
-
-
-class Snooze(Exception):  # noqa: N818 - what a handler says, not an error
-    """Raised by a handler (`ctx.snooze()`): not yet, again in `seconds`. No attempt is used and
-    no error recorded; the job's audit trail shows the snooze and its reason."""
-
-    def __init__(self, seconds: float, reason: str = ""):
-        super().__init__(reason or f"snoozed for {seconds:g}s")
-        self.seconds, self.reason = max(0.0, float(seconds)), reason
+from bimride.jobs.models import Job
 
 
 @dataclass
@@ -50,9 +30,11 @@ class JobContext:
     def report(self, **progress) -> None:
         """Record progress (`done`, `total`, a `cursor` to resume from) on the job, in the
         current transaction: commit it together with the chunk of work it describes."""
-        from bimride.jobs.engine.runner import record_progress
-
-        record_progress(self, progress)
+        updated = Job.objects.filter(pk=self.job_id, state="running", attempts=self.attempt).update(
+            progress=progress
+        )
+        if not updated:
+            raise LeaseLost(f"job {self.job_id} attempt {self.attempt} lost its lease")
         self.progress = progress
 
     def snooze(self, seconds: float, reason: str = ""):
@@ -111,20 +93,6 @@ class JobType:
         if self.subject and payload.get(f"{self.subject}_id") is not None:
             return f"{self.subject}:{payload[f'{self.subject}_id']}"
         return ""
-
-    def enqueue(
-        self,
-        payload: dict | None = None,
-        *,
-        delay: timedelta | None = None,
-        run_at: datetime | None = None,
-        idempotency_key: str | None = None,
-    ):
-        from bimride.jobs.engine.enqueue import enqueue
-
-        return enqueue(
-            self.name, payload, delay=delay, run_at=run_at, idempotency_key=idempotency_key
-        )
 
 
 _types: dict[str, JobType] = {}

@@ -26,7 +26,15 @@ from bimride.errors import BimRideError
 from bimride.jobs.engine import inflight, metrics, registry, shutdown
 from bimride.jobs.engine.broker import QUEUE_TABLE, WorkerTimeout
 from bimride.jobs.engine.enqueue import dispatch
-from bimride.jobs.engine.registry import JobContext, JobPayloadError, JobType, Snooze, UnknownJob
+from bimride.jobs.engine.errors import (
+    JobPayloadError,
+    LeaseLost,
+    Snooze,
+    SnoozedTooOften,
+    UnknownJob,
+    WorkerLost,
+)
+from bimride.jobs.engine.registry import JobContext, JobType
 from bimride.jobs.models import DeadLetter, Job, JobEvent
 from bimride.tracing import log_context
 
@@ -34,10 +42,6 @@ logger = logging.getLogger(__name__)
 
 WORKER = f"{settings.JOB_WORKER_HOST}:{os.getpid()}"  # the ledger's `worker`
 KEY_WAIT = (0.25, 5.0)  # seconds a job waits for an earlier one of its key: at least, at most
-
-
-class SnoozedTooOften(RuntimeError):
-    """A job snoozed more often than its type allows: an endless wait, dead-lettered."""
 
 
 PERMANENT = (BimRideError, UnknownJob, JobPayloadError, SnoozedTooOften)
@@ -88,14 +92,6 @@ _ASYNC_COMMIT = ", LATERAL set_config('synchronous_commit', 'off', true) AS comm
 
 def _statement(template: str) -> str:
     return template.format(commit=_ASYNC_COMMIT if _pooled_async_commit() else "")
-
-
-class LeaseLost(RuntimeError):
-    """The attempt outlived its lease and the job was handed to another worker."""
-
-
-class WorkerLost(RuntimeError):
-    """A worker died during an attempt (the job's lease expired)."""
 
 
 def deliver(job_id: int, broker_row: int | None = None) -> None:
@@ -240,15 +236,6 @@ def _context(job: Job) -> JobContext:
         idempotency_key=job.idempotency_key or f"job:{job.pk}",
         progress=job.progress,
     )
-
-
-def record_progress(ctx: JobContext, progress: dict) -> None:
-    """Store a running attempt's progress; raises LeaseLost if the job moved on without it."""
-    updated = Job.objects.filter(pk=ctx.job_id, state="running", attempts=ctx.attempt).update(
-        progress=progress
-    )
-    if not updated:
-        raise LeaseLost(f"job {ctx.job_id} attempt {ctx.attempt} lost its lease")
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from bimride.errors import Conflict, NotFound, ValidationError
 from bimride.jobs.engine.enqueue import enqueue
-from bimride.jobs.engine.registry import JobPayloadError
+from bimride.jobs.engine.errors import JobPayloadError
 from bimride.jobs.models import DeadLetter, Job, JobEvent
 
 

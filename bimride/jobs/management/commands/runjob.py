@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from bimride.jobs.engine import registry, shutdown
+from bimride.jobs.engine import errors, registry, shutdown
 from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import Job
@@ -33,7 +33,7 @@ class Command(BaseCommand):
                     self.stdout.write(f"running job {job.pk} ({name}) here")
                     with shutdown.obeying_stop_signals():  # a Ctrl-C still stops it
                         run_job(job.pk)
-        except registry.JobPayloadError as error:
+        except errors.JobPayloadError as error:
             raise CommandError(str(error)) from None
         if not sync:
             self.stdout.write(f"enqueued job {job.pk} ({name}) on {job.queue}")
