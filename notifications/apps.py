@@ -8,7 +8,7 @@ class NotificationsConfig(AppConfig):
         from anymail.signals import tracking
         from django.urls import reverse_lazy
 
-        from bimride.jobs.ops import dashboard
+        from bimride.jobs import panel
         from notifications import checks  # noqa: F401 - registers the deploy checks
         from notifications.selectors import push_counts
         from notifications.tasks import expect_receipt
@@ -16,7 +16,7 @@ class NotificationsConfig(AppConfig):
         from rides.signals import ride_completing
 
         tracking.connect(on_tracking, dispatch_uid="notifications.on_tracking")
-        dashboard.panel(
+        panel(
             "Pushes by outcome, last 24 hours",
             ["kind", "outcome", "pushes"],
             lambda: push_counts(hours=24),

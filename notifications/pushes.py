@@ -21,8 +21,7 @@ from prometheus_client import Counter
 
 from bimride.db import patiently, provider_call
 from bimride.errors import NotFound, ValidationError
-from bimride.jobs.engine import ratelimit
-from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs import enqueue, ratelimit
 from notifications import fcm, selectors
 from notifications.kinds import KINDS, collapse_key
 from notifications.models import Device, Kind, Preference, Push

@@ -27,9 +27,7 @@ from django.utils import timezone
 
 from bimride.db import patiently, provider_call
 from bimride.errors import BimRideError, NotFound, PermanentError
-from bimride.jobs.engine import ratelimit
-from bimride.jobs.engine.enqueue import enqueue
-from bimride.jobs.models import Job
+from bimride.jobs import Job, enqueue, ratelimit
 from notifications import emails, selectors
 from notifications.emails import Email
 from notifications.models import Notification, Suppression, TrackingEvent

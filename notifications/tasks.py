@@ -15,9 +15,7 @@ from collections.abc import Callable
 from django.conf import settings
 from rest_framework import serializers
 
-from bimride.jobs.engine.registry import JobContext, job
-from bimride.jobs.engine.retry import EMAIL_RETRY, PUSH_RETRY
-from bimride.jobs.engine.schedules import schedule
+from bimride.jobs import EMAIL_RETRY, PUSH_RETRY, JobContext, job, schedule
 from notifications import pushes, services
 from notifications.models import Kind
 from rides import services as ride_services

@@ -1,7 +1,7 @@
 """Reads of payments: for the staff API and for other apps."""
 
 from bimride.errors import NotFound
-from bimride.jobs.models import Job
+from bimride.jobs import Job
 from payments.models import Payment, Refund, StripeCustomer
 
 

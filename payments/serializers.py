@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from bimride.fields import StrictCharField, StrictIntegerField
-from bimride.jobs.ops.serializers import JobSummarySerializer
+from bimride.jobs import JobSummarySerializer
 from payments.models import Payment, PaymentEvent, Refund
 
 

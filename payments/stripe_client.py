@@ -26,7 +26,7 @@ from django.conf import settings
 
 from bimride.db import provider_call
 from bimride.errors import PermanentError
-from bimride.jobs.engine import ratelimit
+from bimride.jobs import ratelimit
 
 STRIPE = ratelimit.provider("stripe")
 

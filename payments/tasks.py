@@ -15,9 +15,7 @@ at a time in the order they were enqueued, so a capture never runs before its au
 from django.db import transaction
 from rest_framework import serializers
 
-from bimride.jobs.engine.registry import JobContext, job
-from bimride.jobs.engine.retry import PAYMENTS_RETRY
-from bimride.jobs.engine.schedules import schedule
+from bimride.jobs import PAYMENTS_RETRY, JobContext, job, schedule
 from payments import services
 from payments.models import Payment
 

@@ -12,8 +12,7 @@ from bimride.fields import (
     StrictIntegerField,
     number_or_decimal_string,
 )
-from bimride.jobs.ops.selectors import job_summaries_of
-from bimride.jobs.ops.serializers import JobSummarySerializer
+from bimride.jobs import JobSummarySerializer, job_summaries_of
 from rides.models import Ride
 from rides.services import ride_money
 

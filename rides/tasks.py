@@ -7,8 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from rest_framework import serializers
 
-from bimride.jobs.engine.registry import JobContext, job
-from bimride.jobs.engine.schedules import schedule
+from bimride.jobs import JobContext, job, schedule
 from rides import services
 
 

@@ -5,8 +5,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from bimride.errors import PermanentError
-from bimride.jobs.engine.enqueue import enqueue
-from bimride.jobs.engine.errors import Snooze
+from bimride.jobs import Snooze, enqueue
 from payments import stripe_client
 from payments.models import (
     Payment,

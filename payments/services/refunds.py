@@ -5,7 +5,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from bimride.errors import Conflict, NotFound, ValidationError
-from bimride.jobs.engine.enqueue import enqueue, publish
+from bimride.jobs import enqueue, publish
 from payments import stripe_client
 from payments.models import (
     Payment,

@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.utils import timezone
 
-from bimride.jobs.engine.enqueue import publish
+from bimride.jobs import publish
 from payments.models import Payment, PaymentEvent
 from rides import services as ride_services
 from rides.models import Ride

@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.utils import timezone
 
-from bimride.jobs.engine.enqueue import enqueue
+from bimride.jobs import enqueue
 from payments import stripe_client
 from payments.models import (
     Payment,

@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 
 from bimride.access import audit, otp
 from bimride.errors import ValidationError
-from bimride.jobs.engine.enqueue import publish
+from bimride.jobs import publish
 from rides.models import Driver, Rider
 
 User = get_user_model()

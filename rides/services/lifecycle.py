@@ -17,7 +17,7 @@ from bimride.errors import (
     NotFound,
     PermissionDenied,
 )
-from bimride.jobs.engine.enqueue import publish
+from bimride.jobs import publish
 from rides.models import (
     DailyRideStats,
     Driver,
