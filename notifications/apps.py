@@ -11,9 +11,7 @@ class NotificationsConfig(AppConfig):
         from bimride.jobs import panel
         from notifications import checks  # noqa: F401 - registers the deploy checks
         from notifications.selectors import push_counts
-        from notifications.tasks import expect_receipt
         from notifications.webhooks import on_tracking
-        from rides.signals import ride_completing
 
         tracking.connect(on_tracking, dispatch_uid="notifications.on_tracking")
         panel(
@@ -22,4 +20,3 @@ class NotificationsConfig(AppConfig):
             lambda: push_counts(hours=24),
             link=reverse_lazy("admin:notifications_push_changelist"),
         )
-        ride_completing.connect(expect_receipt, dispatch_uid="notifications.expect_receipt")

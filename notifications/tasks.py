@@ -18,45 +18,45 @@ from rest_framework import serializers
 from bimride.jobs import EMAIL_RETRY, PUSH_RETRY, JobContext, job, schedule
 from notifications import pushes, services
 from notifications.models import Kind
-from rides import services as ride_services
+from payments.events import PaymentFailed, PaymentSettled, RefundSucceeded
+from rides.events import (
+    AccountRegistered,
+    RideAccepted,
+    RideCancelled,
+    RideCompleted,
+    RideDriverArriving,
+    RideOffered,
+    RideStarted,
+)
 
 EMAIL_TIMEOUT = 30  # seconds; above ANYMAIL REQUESTS_TIMEOUT, so a slow provider is a retry
 PUSH_TIMEOUT = 30  # seconds; above FCM_TIMEOUT, so a slow FCM is a retry
 
 
-class NotificationPayload(serializers.Serializer):
+class Resendable(serializers.Serializer):
+    """An email's payload: its event's, or a resend's, which names the notification."""
+
     notification_key = serializers.CharField(max_length=200, required=False)  # set by resends
 
 
-class UserPayload(NotificationPayload):
-    user_id = serializers.IntegerField(min_value=1)
+class WelcomePayload(Resendable, AccountRegistered.schema):
+    pass
 
 
-class RidePayload(NotificationPayload):
-    ride_id = serializers.IntegerField(min_value=1)
-
-
-class ReceiptPayload(RidePayload):
+class ReceiptPayload(Resendable, PaymentSettled.schema):
     corrected = serializers.BooleanField(required=False, default=False)  # a corrected receipt
 
 
-class RideCancelledPayload(RidePayload):
-    # Lenient on purpose: the payload comes from `publish("ride.cancelled")` inside the
-    # cancellation's transaction, which a stricter schema here must never make fail.
-    cancelled_by = serializers.CharField(max_length=20)
+class RideCancelledPayload(Resendable, RideCancelled.schema):
+    pass
 
 
-class PaymentFailedPayload(RidePayload):
-    payment_id = serializers.IntegerField(min_value=1)
-    amount = serializers.IntegerField(min_value=0)  # minor units
-    currency = serializers.CharField(min_length=3, max_length=3)
-    reason = serializers.CharField(max_length=300, required=False, allow_blank=True)
+class PaymentFailedPayload(Resendable, PaymentFailed.schema):
+    pass
 
 
-class RefundPayload(RidePayload):
-    refund_id = serializers.IntegerField(min_value=1)
-    amount = serializers.IntegerField(min_value=1)  # minor units
-    currency = serializers.CharField(min_length=3, max_length=3)
+class RefundPayload(Resendable, RefundSucceeded.schema):
+    pass
 
 
 def key_of(prefix: str, field: str) -> Callable[[dict], str]:
@@ -84,10 +84,10 @@ REFUND_KEY = key_of("refund_confirmation", "refund_id")
 
 @job(
     "notifications.send_welcome",
-    payload=UserPayload,
+    payload=WelcomePayload,
     retry=EMAIL_RETRY,
     timeout=EMAIL_TIMEOUT,
-    on="account.registered",
+    on=AccountRegistered,
     subject="user",
     atomic=False,
     priority=-10,
@@ -99,17 +99,12 @@ def send_welcome(payload: dict, ctx: JobContext) -> dict:
     return services.welcome_send(user_id=payload["user_id"], origin=origin)
 
 
-def expect_receipt(sender, ride, **kwargs) -> None:
-    """A completed ride owes its receipt from the completion on (a `ride_completing` receiver)."""
-    ride_services.ride_expect_receipt(ride=ride)
-
-
 @job(
     "notifications.send_receipt",
     payload=ReceiptPayload,
     retry=EMAIL_RETRY,
     timeout=EMAIL_TIMEOUT,
-    on="payment.settled",
+    on=PaymentSettled,
     subject="ride",
     atomic=False,
     priority=10,
@@ -129,7 +124,7 @@ def send_receipt(payload: dict, ctx: JobContext) -> dict:
     payload=RideCancelledPayload,
     retry=EMAIL_RETRY,
     timeout=EMAIL_TIMEOUT,
-    on="ride.cancelled",
+    on=RideCancelled,
     subject="ride",
     atomic=False,
     priority=5,
@@ -149,7 +144,7 @@ def send_ride_cancelled(payload: dict, ctx: JobContext) -> dict:
     payload=PaymentFailedPayload,
     retry=EMAIL_RETRY,
     timeout=EMAIL_TIMEOUT,
-    on="payment.failed",
+    on=PaymentFailed,
     subject="ride",
     atomic=False,
     priority=10,
@@ -172,7 +167,7 @@ def send_payment_failed(payload: dict, ctx: JobContext) -> dict:
     payload=RefundPayload,
     retry=EMAIL_RETRY,
     timeout=EMAIL_TIMEOUT,
-    on="refund.succeeded",
+    on=RefundSucceeded,
     subject="ride",
     atomic=False,
     priority=5,
@@ -193,66 +188,41 @@ def send_refund_confirmation(payload: dict, ctx: JobContext) -> dict:
 # --- pushes -------------------------------------------------------------------------------------
 # One subscriber per event writes the pushes and enqueues one `send_push` job per device, in its
 # own transaction (keyed per event and device); each push then retries and dead-letters alone.
-class RideOfferPayload(RidePayload):
-    driver_id = serializers.IntegerField(min_value=1)
-
-
-class RideAcceptedPayload(RidePayload):
-    driver_id = serializers.IntegerField(min_value=1, required=False)
-
-
 class PushPayload(serializers.Serializer):
     push_id = serializers.IntegerField(min_value=1)
 
 
-@job(
-    "notifications.push_driver_assigned",
-    payload=RideAcceptedPayload,
-    on="ride.accepted",
-    subject="ride",
-)
+@job("notifications.push_driver_assigned", on=RideAccepted, subject="ride")
 def push_driver_assigned(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider who is coming: the driver's name, car and ETA."""
     return _pushed(pushes.push_ride_event(kind=Kind.DRIVER_ASSIGNED, ride_id=payload["ride_id"]))
 
 
-@job(
-    "notifications.push_driver_arriving",
-    payload=RidePayload,
-    on="ride.driver_arriving",
-    subject="ride",
-)
+@job("notifications.push_driver_arriving", on=RideDriverArriving, subject="ride")
 def push_driver_arriving(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider the driver is close to the pickup."""
     return _pushed(pushes.push_ride_event(kind=Kind.DRIVER_ARRIVING, ride_id=payload["ride_id"]))
 
 
-@job("notifications.push_ride_started", payload=RidePayload, on="ride.started", subject="ride")
+@job("notifications.push_ride_started", on=RideStarted, subject="ride")
 def push_ride_started(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider the ride has started."""
     return _pushed(pushes.push_ride_event(kind=Kind.RIDE_STARTED, ride_id=payload["ride_id"]))
 
 
-@job("notifications.push_ride_completed", payload=RidePayload, on="ride.completed", subject="ride")
+@job("notifications.push_ride_completed", on=RideCompleted, subject="ride")
 def push_ride_completed(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider the ride is over, with its total."""
     return _pushed(pushes.push_ride_event(kind=Kind.RIDE_COMPLETED, ride_id=payload["ride_id"]))
 
 
-@job(
-    "notifications.push_payment_failed",
-    payload=PaymentFailedPayload,
-    on="payment.failed",
-    subject="ride",
-)
+@job("notifications.push_payment_failed", on=PaymentFailed, subject="ride")
 def push_payment_failed(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider a payment failed, once per payment."""
     return _money_push(Kind.PAYMENT_FAILED, payload, ref=payload["payment_id"])
 
 
-@job(
-    "notifications.push_refund_issued", payload=RefundPayload, on="refund.succeeded", subject="ride"
-)
+@job("notifications.push_refund_issued", on=RefundSucceeded, subject="ride")
 def push_refund_issued(payload: dict, ctx: JobContext) -> dict:
     """Tell the rider a refund is on its way, once per refund."""
     return _money_push(Kind.REFUND_ISSUED, payload, ref=payload["refund_id"])
@@ -267,7 +237,7 @@ def _money_push(kind: str, payload: dict, *, ref: int) -> dict:
     )
 
 
-@job("notifications.push_ride_offer", payload=RideOfferPayload, on="ride.offered", subject="ride")
+@job("notifications.push_ride_offer", on=RideOffered, subject="ride")
 def push_ride_offer(payload: dict, ctx: JobContext) -> dict:
     """Tell a driver a ride near them is offered to them."""
     return _pushed(
@@ -275,12 +245,7 @@ def push_ride_offer(payload: dict, ctx: JobContext) -> dict:
     )
 
 
-@job(
-    "notifications.push_ride_cancelled",
-    payload=RideCancelledPayload,
-    on="ride.cancelled",
-    subject="ride",
-)
+@job("notifications.push_ride_cancelled", on=RideCancelled, subject="ride")
 def push_ride_cancelled(payload: dict, ctx: JobContext) -> dict:
     """Tell the driver their rider cancelled (a driver who cancelled knows already)."""
     if payload["cancelled_by"] != "rider":

@@ -18,18 +18,13 @@ from rest_framework import serializers
 from bimride.jobs import PAYMENTS_RETRY, JobContext, job, schedule
 from payments import services
 from payments.models import Payment
+from rides.events import RideCancelled, RideCompleted, RideRequested
 
 PAYMENT_TIMEOUT = 30  # seconds; above STRIPE_TIMEOUT, so a hung Stripe call is a retry
 
 
 class RidePayload(serializers.Serializer):
     ride_id = serializers.IntegerField(min_value=1)
-
-
-class RideCancelledPayload(RidePayload):
-    # Lenient: published inside the cancellation's transaction, which must never fail on it.
-    cancelled_by = serializers.CharField(max_length=20)
-    after_accept_seconds = serializers.IntegerField(allow_null=True, required=False)
 
 
 class RefundPayload(serializers.Serializer):
@@ -70,10 +65,9 @@ def _source(ctx: JobContext) -> str:
 @job(
     "payments.authorize_payment",
     queue="critical",
-    payload=RidePayload,
     retry=PAYMENTS_RETRY,
     timeout=PAYMENT_TIMEOUT,
-    on="ride.requested",
+    on=RideRequested,
     subject="ride",
     atomic=False,
     concurrency_key="ride:{ride_id}",  # one ride's payment jobs run one at a time, in order
@@ -88,10 +82,9 @@ def authorize_payment(payload: dict, ctx: JobContext) -> dict:
 @job(
     "payments.capture_payment",
     queue="critical",
-    payload=RidePayload,
     retry=PAYMENTS_RETRY,
     timeout=PAYMENT_TIMEOUT,
-    on="ride.completed",
+    on=RideCompleted,
     subject="ride",
     atomic=False,
     concurrency_key="ride:{ride_id}",  # one ride's payment jobs run one at a time, in order
@@ -106,10 +99,9 @@ def capture_payment(payload: dict, ctx: JobContext) -> dict:
 @job(
     "payments.release_authorization",
     queue="critical",
-    payload=RideCancelledPayload,
     retry=PAYMENTS_RETRY,
     timeout=PAYMENT_TIMEOUT,
-    on="ride.cancelled",
+    on=RideCancelled,
     subject="ride",
     atomic=False,
     concurrency_key="ride:{ride_id}",  # one ride's payment jobs run one at a time, in order

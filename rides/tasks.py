@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from bimride.jobs import JobContext, job, schedule
 from rides import services
+from rides.events import RideRequested
 
 
 class RidePayload(serializers.Serializer):
@@ -18,9 +19,8 @@ class RidePayload(serializers.Serializer):
 @job(
     "rides.match_ride",
     queue="critical",
-    payload=RidePayload,
     timeout=30,
-    on="ride.requested",
+    on=RideRequested,
     subject="ride",
 )
 def match_ride(payload: dict, ctx: JobContext) -> dict:

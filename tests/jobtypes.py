@@ -15,10 +15,17 @@ from django.db import connection
 from rest_framework import serializers
 
 from bimride.errors import PermanentError
+from bimride.jobs import Event
 from bimride.jobs.engine.registry import JobContext, job
 from bimride.jobs.engine.retry import RetryPolicy
 
 EFFECTS_TABLE = "test_effects"
+
+
+class Happened(Event, name="tests.happened"):
+    """Something the tests publish, to two subscribers."""
+
+    n: int
 
 
 class EffectPayload(serializers.Serializer):
@@ -94,7 +101,7 @@ def sleepy(payload: dict, ctx: JobContext) -> dict:
     return {"attempt": ctx.attempt}
 
 
-@job("tests.listener_records", payload=EffectPayload, timeout=10, on="tests.happened")
+@job("tests.listener_records", payload=EffectPayload, timeout=10, on=Happened)
 def listener_records(payload: dict, ctx: JobContext) -> dict:
     """A subscriber that succeeds, inserting one effect."""
     with connection.cursor() as cursor:
@@ -105,7 +112,7 @@ def listener_records(payload: dict, ctx: JobContext) -> dict:
     return {}
 
 
-@job("tests.listener_refuses", payload=EffectPayload, timeout=10, on="tests.happened")
+@job("tests.listener_refuses", payload=EffectPayload, timeout=10, on=Happened)
 def listener_refuses(payload: dict, ctx: JobContext) -> dict:
     """A subscriber that fails for good."""
     raise PermanentError("This listener refuses every event.")

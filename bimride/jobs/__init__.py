@@ -20,6 +20,7 @@ from importlib import import_module
 _FROM = {
     "bimride.jobs.engine.registry": ["JobContext", "job"],
     "bimride.jobs.engine.enqueue": ["enqueue", "publish"],
+    "bimride.jobs.engine.events": ["Event", "Id"],
     "bimride.jobs.engine.errors": [
         "JobPayloadError",
         "LeaseLost",

@@ -19,6 +19,7 @@ class JobsConfig(AppConfig):
         from bimride.jobs.ops import admin  # noqa: F401 - registers the admin pages
 
         q2compat.apply()  # refuses to start on a django-q2 its patches were not written for
+        autodiscover_modules("events")  # every app's events.py declares what it publishes
         autodiscover_modules("tasks")  # every app's tasks.py registers its job types
         for module in settings.JOB_EXTRA_MODULES:
             import_module(module)

@@ -7,6 +7,7 @@ from django.utils import timezone
 from bimride.errors import Conflict, NotFound, ValidationError
 from bimride.jobs import enqueue, publish
 from payments import stripe_client
+from payments.events import RefundSucceeded
 from payments.models import (
     Payment,
     PaymentEvent,
@@ -74,11 +75,12 @@ def refund_run(*, refund_id: int, source: str) -> Refund:
         done = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(n=Sum("amount"))
         payment_record_refunded(payment, max(payment.amount_refunded, done["n"] or 0), source)
         publish(
-            "refund.succeeded",
-            ride_id=payment.ride_id,
-            refund_id=refund.pk,
-            amount=refund.amount,
-            currency=refund.currency,
+            RefundSucceeded(
+                ride_id=payment.ride_id,
+                refund_id=refund.pk,
+                amount=refund.amount,
+                currency=refund.currency,
+            )
         )
     return refund
 

@@ -4,6 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bimride.jobs import publish
+from payments.events import PaymentFailed, PaymentSettled
 from payments.models import Payment, PaymentEvent
 from rides import services as ride_services
 from rides.models import Ride
@@ -93,7 +94,7 @@ def payment_settle(*, ride_id: int) -> bool:
     if charges["settled"]:
         return False
     ride_services.ride_set_payment_status(ride_id=ride_id, charges=charges | {"settled": True})
-    publish("payment.settled", ride_id=ride_id)
+    publish(PaymentSettled(ride_id=ride_id))
     return True
 
 
@@ -116,12 +117,13 @@ def payment_fail(*, payment_id: int, code: str, message: str, source: str) -> bo
         failure_message=message[:500],
     )
     publish(
-        "payment.failed",
-        ride_id=payment.ride_id,
-        payment_id=payment.pk,
-        amount=payment.amount,
-        currency=payment.currency,
-        reason=message[:300],
+        PaymentFailed(
+            ride_id=payment.ride_id,
+            payment_id=payment.pk,
+            amount=payment.amount,
+            currency=payment.currency,
+            reason=message[:300],
+        )
     )
     return True
 

@@ -9,6 +9,7 @@ from rest_framework.authtoken.models import Token
 from bimride.access import audit, otp
 from bimride.errors import ValidationError
 from bimride.jobs import publish
+from rides.events import AccountRegistered
 from rides.models import Driver, Rider
 
 User = get_user_model()
@@ -31,7 +32,7 @@ def account_register(*, email: str, password: str, name: str, role: str) -> tupl
     profile = Rider if role == "rider" else Driver
     profile.objects.create(user=user, name=name)
     token = Token.objects.create(user=user)
-    publish("account.registered", user_id=user.pk)
+    publish(AccountRegistered(user_id=user.pk))
     return user, token.key
 
 

@@ -18,6 +18,15 @@ from bimride.errors import (
     PermissionDenied,
 )
 from bimride.jobs import publish
+from rides.events import (
+    RideAccepted,
+    RideCancelled,
+    RideCompleted,
+    RideDriverArriving,
+    RideOffered,
+    RideRequested,
+    RideStarted,
+)
 from rides.models import (
     DailyRideStats,
     Driver,
@@ -27,7 +36,6 @@ from rides.models import (
     Rider,
 )
 from rides.services import pricing
-from rides.signals import ride_completing
 
 User = get_user_model()
 
@@ -77,7 +85,7 @@ def ride_request(
     RideEvent.objects.create(ride=ride, actor=user, new=ride.status)
     if promo_code:
         pricing.promo_redeem(code=promo_code, ride=ride)
-    publish("ride.requested", ride_id=ride.pk)  # unaccepted, it expires: `ride_expire_due`
+    publish(RideRequested(ride_id=ride.pk))  # unaccepted, it expires: `ride_expire_due`
     return ride
 
 
@@ -98,7 +106,7 @@ def ride_accept(*, ride_id: int, driver: Driver) -> Ride:
         raise Conflict("Finish your current ride first.", code="driver_busy")
     ride.driver, ride.accepted_at = driver, timezone.now()
     _move(ride, Ride.Status.ACCEPTED, user, ["driver", "accepted_at"])
-    publish("ride.accepted", ride_id=ride.pk, driver_id=driver.pk)
+    publish(RideAccepted(ride_id=ride.pk, driver_id=driver.pk))
     return ride
 
 
@@ -127,7 +135,7 @@ def ride_start(*, ride_id: int, driver: Driver) -> Ride:
         raise InvalidTransition(ride.status, Ride.Status.IN_PROGRESS)
     ride.started_at = timezone.now()
     _move(ride, Ride.Status.IN_PROGRESS, driver.user, ["started_at"])
-    publish("ride.started", ride_id=ride.pk)
+    publish(RideStarted(ride_id=ride.pk))
     return ride
 
 
@@ -142,13 +150,10 @@ def ride_complete(*, ride_id: int, driver: Driver, distance_km: Decimal, duratio
     ride.distance_km, ride.duration_min = distance_km, duration_min
     ride.fare_amount = pricing.fare_for(distance=distance_km, minutes=duration_min)
     ride.analytics_pending = True  # counted in its day's totals by `ride_analytics_fold`
-    ride_completing.send(sender=Ride, ride=ride)
+    ride.receipt_status = Ride.ReceiptStatus.PENDING  # owed from now on; notifications moves it
     completed = ["completed_at", "distance_km", "duration_min", "fare_amount", "analytics_pending"]
-    # with the columns that follow other apps, which `ride_completing` receivers may set
-    _move(
-        ride, Ride.Status.COMPLETED, driver.user, [*completed, "receipt_status", "payment_status"]
-    )
-    publish("ride.completed", ride_id=ride.pk)
+    _move(ride, Ride.Status.COMPLETED, driver.user, [*completed, "receipt_status"])
+    publish(RideCompleted(ride_id=ride.pk))
     return ride
 
 
@@ -159,12 +164,13 @@ def _cancel(ride: Ride, actor: User | None, cancelled_by: str, reason: str) -> R
     ride.cancelled_at, ride.cancel_reason = timezone.now(), reason
     _move(ride, Ride.Status.CANCELLED, actor, ["cancelled_at", "cancel_reason"], note=reason)
     publish(
-        "ride.cancelled",
-        ride_id=ride.pk,
-        cancelled_by=cancelled_by,
-        after_accept_seconds=(
-            int((ride.cancelled_at - accepted_at).total_seconds()) if accepted_at else None
-        ),
+        RideCancelled(
+            ride_id=ride.pk,
+            cancelled_by=cancelled_by,
+            after_accept_seconds=(
+                int((ride.cancelled_at - accepted_at).total_seconds()) if accepted_at else None
+            ),
+        )
     )
     return ride
 
@@ -255,7 +261,7 @@ def ride_match(*, ride_id: int) -> list[RideOffer]:
     for offer in offers:
         # A re-run of matching publishes again: the subscribers key their work by ride and
         # driver, so each driver still hears of the ride once.
-        publish("ride.offered", ride_id=ride.pk, driver_id=offer.driver_id)
+        publish(RideOffered(ride_id=ride.pk, driver_id=offer.driver_id))
     return offers
 
 
@@ -317,17 +323,11 @@ def ride_notice_arrivals(*, within_km: float) -> list[int]:
         )
         arriving = sorted(row[0] for row in cursor.fetchall())
     for ride_id in arriving:
-        publish("ride.driver_arriving", ride_id=ride_id)
+        publish(RideDriverArriving(ride_id=ride_id))
     return arriving
 
 
 # --- columns that follow other apps --------------------------------------------------------------
-def ride_expect_receipt(*, ride: Ride) -> None:
-    """Mark a ride being completed as owing a receipt: its receipt status turns pending with the
-    completion. Call from a `ride_completing` receiver (the completion saves it)."""
-    ride.receipt_status = Ride.ReceiptStatus.PENDING
-
-
 def ride_set_receipt_status(*, ride_id: int, status: str) -> None:
     """Move the ride's receipt status (set by the notifications app)."""
     Ride.objects.filter(pk=ride_id).update(receipt_status=status)

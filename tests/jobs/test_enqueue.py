@@ -9,12 +9,19 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from bimride.jobs import Event
 from bimride.jobs.engine.broker import job_of
 from bimride.jobs.engine.enqueue import enqueue, publish
 from bimride.jobs.engine.errors import JobPayloadError, UnknownJob
 from bimride.jobs.engine.q2compat import OrmQ
 from bimride.jobs.models import Job, JobEvent
+from rides.events import RideCancelled
 from tests.pooler import direct_database_url
+
+
+class NobodyListens(Event, name="tests.nobody_listens"):
+    ride_id: int
+
 
 JOB = "tests.effect_default"
 
@@ -136,13 +143,13 @@ def test_racing_transactions_with_one_idempotency_key_make_one_job():
 
 @pytest.mark.django_db
 def test_an_event_without_subscribers_enqueues_nothing():
-    assert publish("nobody.listens", ride_id=1) == [] and Job.objects.count() == 0
+    assert publish(NobodyListens(ride_id=1)) == [] and Job.objects.count() == 0
 
 
 @pytest.mark.django_db
 def test_publish_enqueues_one_job_per_subscriber_in_one_statement():
     with CaptureQueriesContext(connection) as queries:
-        jobs = publish("ride.cancelled", ride_id=7, cancelled_by="driver")
+        jobs = publish(RideCancelled(ride_id=7, cancelled_by="driver"))
     assert len(queries) == 1
     assert sorted(j.name for j in jobs) == [
         "notifications.push_ride_cancelled",

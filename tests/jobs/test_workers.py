@@ -15,7 +15,7 @@ from bimride.jobs.engine.q2compat import OrmQ
 from bimride.jobs.engine.relay import relay
 from bimride.jobs.models import DeadLetter, Job, JobEvent
 from tests.conftest import wait_until
-from tests.jobtypes import create_effects_table, effects
+from tests.jobtypes import Happened, create_effects_table, effects
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -178,7 +178,7 @@ def test_two_clusters_per_queue_lose_nothing_and_run_nothing_twice(start_cluster
 
 def test_each_subscriber_of_an_event_succeeds_or_dead_letters_on_its_own(start_cluster):
     start_cluster("default")
-    jobs = {job.name: job for job in publish("tests.happened", n=1)}
+    jobs = {job.name: job for job in publish(Happened(n=1))}
     assert set(jobs) == {"tests.listener_records", "tests.listener_refuses"}
     wait_until(
         lambda: (

@@ -9,6 +9,7 @@ from django.db import transaction
 from bimride.jobs.engine.enqueue import enqueue, publish
 from bimride.jobs.models import Job
 from notifications.models import Device, Notification, Push
+from payments.events import PaymentFailed, RefundSucceeded
 from rides.models import Ride
 from tests.conftest import client_for, wait_until
 
@@ -100,8 +101,8 @@ def test_every_kind_reaches_its_phone_once_in_its_words(workers, fcm_standin, ph
     assert pushed[3] == f"You have arrived | Total {total}. Your receipt is on its way."
 
     with transaction.atomic():  # as payments publishes them
-        publish("payment.failed", ride_id=ride_id, payment_id=7001, amount=1999, currency="usd")
-        publish("refund.succeeded", ride_id=ride_id, refund_id=8001, amount=500, currency="usd")
+        publish(PaymentFailed(ride_id=ride_id, payment_id=7001, amount=1999, currency="usd"))
+        publish(RefundSucceeded(ride_id=ride_id, refund_id=8001, amount=500, currency="usd"))
     pushed = wait_for_push(fcm_standin, RIDER_PHONE, 6, "the payment failed and the refund")
     assert set(pushed[4:]) == {
         "Your payment did not go through | We could not charge $19.99 for ride"

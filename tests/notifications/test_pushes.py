@@ -10,6 +10,7 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
+from bimride.jobs import Event
 from bimride.jobs.engine.enqueue import enqueue, publish
 from bimride.jobs.engine.retry import PUSH_RETRY
 from bimride.jobs.engine.runner import run_job
@@ -17,6 +18,13 @@ from bimride.jobs.models import DeadLetter, Job, ProviderBudget
 from bimride.jobs.ops.services import deadletter_retry
 from notifications import pushes
 from notifications.models import Device, Notification, Preference, Push
+from rides.events import (
+    RideAccepted,
+    RideCompleted,
+    RideDriverArriving,
+    RideOffered,
+    RideStarted,
+)
 from rides.models import Ride
 from tests.factories import DriverFactory, RideFactory
 from tests.notifications.conftest import completed_ride
@@ -44,10 +52,14 @@ def accepted_ride(rider, **fields) -> Ride:
     return RideFactory(rider=rider, **(values | fields))
 
 
-def fan_out(event: str, **payload) -> list[Job]:
+def accepted(ride: Ride) -> dict:
+    return {"ride_id": ride.pk, "driver_id": ride.driver_id}
+
+
+def fan_out(event: type[Event], **payload) -> list[Job]:
     """Publish `event` and run its subscribers' jobs here; return the send jobs they made."""
     with transaction.atomic():
-        jobs = publish(event, **payload)
+        jobs = publish(event(**payload))
     for job in jobs:
         run_job(job.pk)
     return list(Job.objects.filter(name=SEND).order_by("pk"))
@@ -68,7 +80,7 @@ def test_an_event_makes_one_push_and_one_job_per_active_device(rider, fcm_standi
     gone = device_of(rider.user, "gone")
     Device.objects.filter(pk=gone.pk).update(active=False)
     ride = accepted_ride(rider)
-    jobs = fan_out("ride.accepted", ride_id=ride.pk, driver_id=ride.driver_id)
+    jobs = fan_out(RideAccepted, **accepted(ride))
     assert len(jobs) == 2
     assert {job.idempotency_key for job in jobs} == {
         f"push:driver_assigned:{ride.pk}:{phone.pk}",
@@ -82,8 +94,8 @@ def test_an_event_makes_one_push_and_one_job_per_active_device(rider, fcm_standi
 def test_an_event_handled_twice_pushes_once_per_device(rider, fcm_standin):
     device_of(rider.user)
     ride = accepted_ride(rider)
-    first = fan_out("ride.accepted", ride_id=ride.pk)
-    again = fan_out("ride.accepted", ride_id=ride.pk)
+    first = fan_out(RideAccepted, **accepted(ride))
+    again = fan_out(RideAccepted, **accepted(ride))
     assert [j.pk for j in again] == [j.pk for j in first] and Push.objects.count() == 1
     run_all(again)
     run_all(again)
@@ -93,7 +105,7 @@ def test_an_event_handled_twice_pushes_once_per_device(rider, fcm_standin):
 def test_without_fcm_credentials_no_push_is_written(rider, settings):
     settings.FCM_CREDENTIALS_FILE = settings.FCM_CREDENTIALS_JSON = ""
     device_of(rider.user)
-    assert fan_out("ride.accepted", ride_id=accepted_ride(rider).pk) == []
+    assert fan_out(RideAccepted, **accepted(accepted_ride(rider))) == []
     assert not Push.objects.exists()
 
 
@@ -101,7 +113,7 @@ def test_without_fcm_credentials_no_push_is_written(rider, settings):
 def test_driver_assigned_names_the_driver_the_car_and_the_eta(rider, fcm_standin):
     device_of(rider.user)
     ride = accepted_ride(rider)  # the driver is 1.1 km away: 3 min at 25 km/h
-    run_all(fan_out("ride.accepted", ride_id=ride.pk))
+    run_all(fan_out(RideAccepted, **accepted(ride)))
     [sent] = fcm_standin.received(token="rider-phone")
     assert sent.title == "Ada is on the way"
     assert sent.body == "Blue Prius, B-X 1, about 3 min from your pickup"
@@ -120,7 +132,7 @@ def test_driver_assigned_names_the_driver_the_car_and_the_eta(rider, fcm_standin
 def test_a_push_is_written_in_the_devices_language(rider, fcm_standin):
     device_of(rider.user, locale="de-DE")
     ride = accepted_ride(rider, status="completed", fare_amount=1234, completed_at=timezone.now())
-    run_all(fan_out("ride.completed", ride_id=ride.pk))
+    run_all(fan_out(RideCompleted, ride_id=ride.pk))
     [sent] = fcm_standin.received()
     assert sent.title == "Sie sind angekommen"
     assert sent.body == "Gesamt 12,34\u00a0$. Ihre Quittung ist unterwegs."
@@ -129,7 +141,7 @@ def test_a_push_is_written_in_the_devices_language(rider, fcm_standin):
 def test_ride_completed_tells_the_total_the_rider_pays(rider, fcm_standin):
     device_of(rider.user)
     ride = accepted_ride(rider, status="completed", fare_amount=1174, completed_at=timezone.now())
-    run_all(fan_out("ride.completed", ride_id=ride.pk))
+    run_all(fan_out(RideCompleted, ride_id=ride.pk))
     [sent] = fcm_standin.received()
     assert sent.body == "Total $11.74. Your receipt is on its way."
 
@@ -139,7 +151,7 @@ def test_an_unregistered_token_deactivates_the_device_at_once_without_a_retry(ri
     device = device_of(rider.user)
     fcm_standin.unregistered.add("rider-phone")
     ride = accepted_ride(rider)
-    [job] = fan_out("ride.accepted", ride_id=ride.pk)
+    [job] = fan_out(RideAccepted, **accepted(ride))
     run_job(job.pk)
     job.refresh_from_db()
     assert job.state == "succeeded" and job.attempts == 1
@@ -149,14 +161,14 @@ def test_an_unregistered_token_deactivates_the_device_at_once_without_a_retry(ri
     assert not device.active and device.deactivated_reason == "FCM: token unregistered"
     assert Push.objects.get().status == "unregistered"
     # the next event finds no device to push to
-    assert fan_out("ride.started", ride_id=ride.pk) == [job]
+    assert fan_out(RideStarted, ride_id=ride.pk) == [job]
 
 
 def test_a_push_to_a_device_that_changed_hands_meanwhile_is_not_sent(
     rider, other_rider, fcm_standin
 ):
     device_of(rider.user)
-    [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
+    [job] = fan_out(RideAccepted, **accepted(accepted_ride(rider)))
     device_of(other_rider.user)  # the same token, registered by another account
     run_job(job.pk)
     push = Push.objects.get()
@@ -168,7 +180,7 @@ def test_a_key_the_token_exchange_refuses_fails_the_push_at_once(rider, fcm_stan
     account = fcm_standin.service_account() | {"client_email": "someone@else.example"}
     settings.FCM_CREDENTIALS_JSON = json.dumps(account)
     device_of(rider.user)
-    [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
+    [job] = fan_out(RideAccepted, **accepted(accepted_ride(rider)))
     run_job(job.pk)
     job.refresh_from_db()
     assert job.state == "dead" and job.attempts == 1 and "invalid_grant" in job.last_error
@@ -179,7 +191,7 @@ def test_a_key_the_token_exchange_refuses_fails_the_push_at_once(rider, fcm_stan
 def test_a_429_pauses_fcm_and_snoozes_the_push_without_using_an_attempt(rider, fcm_standin):
     device_of(rider.user)
     fcm_standin.set_mode("429", retry_after=120, times=1)
-    [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
+    [job] = fan_out(RideAccepted, **accepted(accepted_ride(rider)))
     before = timezone.now()
     run_job(job.pk)
     job.refresh_from_db()
@@ -197,7 +209,7 @@ def test_a_429_pauses_fcm_and_snoozes_the_push_without_using_an_attempt(rider, f
 def test_an_fcm_outage_is_retried_until_the_push_is_sent_once(rider, fcm_standin):
     device_of(rider.user)
     fcm_standin.set_mode("503")
-    [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
+    [job] = fan_out(RideAccepted, **accepted(accepted_ride(rider)))
     run_job(job.pk)
     run_job(job.pk)
     assert state(job) == "retrying" and fcm_standin.refused[503] == 2
@@ -212,7 +224,7 @@ def test_an_fcm_slower_than_the_timeout_is_a_failed_attempt(rider, fcm_standin, 
     settings.FCM_TIMEOUT = (1.0, 0.3)
     device_of(rider.user)
     fcm_standin.set_mode("slow", delay=1.0)
-    [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
+    [job] = fan_out(RideAccepted, **accepted(accepted_ride(rider)))
     run_job(job.pk)
     assert state(job) == "retrying" and "timed out" in Job.objects.get(pk=job.pk).last_error
 
@@ -220,7 +232,7 @@ def test_an_fcm_slower_than_the_timeout_is_a_failed_attempt(rider, fcm_standin, 
 def test_when_retries_run_out_the_push_fails_and_its_dead_letter_sends_it(rider, fcm_standin):
     device_of(rider.user)
     fcm_standin.set_mode("503")
-    [job] = fan_out("ride.accepted", ride_id=accepted_ride(rider).pk)
+    [job] = fan_out(RideAccepted, **accepted(accepted_ride(rider)))
     for _ in range(PUSH_RETRY.max_attempts):
         run_job(job.pk)
     assert state(job) == "dead" and Push.objects.get().status == "failed"
@@ -235,7 +247,7 @@ def test_when_retries_run_out_the_push_fails_and_its_dead_letter_sends_it(rider,
 def test_an_arriving_push_after_the_ride_started_is_not_sent(rider, fcm_standin):
     device_of(rider.user)
     ride = accepted_ride(rider)
-    [job] = fan_out("ride.driver_arriving", ride_id=ride.pk)
+    [job] = fan_out(RideDriverArriving, ride_id=ride.pk)
     Ride.objects.filter(pk=ride.pk).update(status="in_progress", started_at=timezone.now())
     run_job(job.pk)
     assert state(job) == "succeeded"
@@ -246,7 +258,7 @@ def test_an_arriving_push_after_the_ride_started_is_not_sent(rider, fcm_standin)
 
 def test_a_push_past_its_time_to_live_is_not_sent(rider, fcm_standin):
     device_of(rider.user)
-    [job] = fan_out("ride.driver_arriving", ride_id=accepted_ride(rider).pk)
+    [job] = fan_out(RideDriverArriving, ride_id=accepted_ride(rider).pk)
     Push.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     run_job(job.pk)
     assert Push.objects.get().status == "expired" and fcm_standin.received() == []
@@ -256,7 +268,7 @@ def test_a_ride_offer_taken_by_another_driver_is_not_pushed(driver, fcm_standin)
     device_of(driver.user, "driver-phone")
     ride = RideFactory()
     ride.offers.create(driver=driver, distance_km=0.8)
-    [job] = fan_out("ride.offered", ride_id=ride.pk, driver_id=driver.pk)
+    [job] = fan_out(RideOffered, ride_id=ride.pk, driver_id=driver.pk)
     Ride.objects.filter(pk=ride.pk).update(
         status="accepted", driver=DriverFactory(), accepted_at=timezone.now()
     )
@@ -269,8 +281,8 @@ def test_a_kind_turned_off_by_push_is_not_pushed_and_others_are(rider, fcm_stand
     device_of(rider.user)
     pushes.preferences_update(user=rider.user, changes=[{"kind": "driver_arriving", "push": False}])
     ride = accepted_ride(rider)
-    assert fan_out("ride.driver_arriving", ride_id=ride.pk) == []
-    assert len(fan_out("ride.accepted", ride_id=ride.pk)) == 1
+    assert fan_out(RideDriverArriving, ride_id=ride.pk) == []
+    assert len(fan_out(RideAccepted, **accepted(ride))) == 1
 
 
 def test_receipts_by_email_stay_on_until_the_rider_turns_them_off(rider, settings):
@@ -306,7 +318,7 @@ def test_devices_unused_for_the_idle_days_are_pruned_and_their_pushes_kept(rider
 def test_the_queue_overview_counts_pushes_by_outcome(staff_otp_client, rider, fcm_standin):
     device_of(rider.user)
     fcm_standin.unregistered.add("rider-phone")
-    run_all(fan_out("ride.accepted", ride_id=accepted_ride(rider).pk))
+    run_all(fan_out(RideAccepted, **accepted(accepted_ride(rider))))
     response = staff_otp_client.get("/admin/jobs/job/dashboard/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -318,7 +330,7 @@ def test_the_admin_lists_devices_and_pushes_without_their_tokens(
     staff_otp_client, rider, fcm_standin
 ):
     device_of(rider.user, "secret-token-123")
-    run_all(fan_out("ride.accepted", ride_id=accepted_ride(rider).pk))
+    run_all(fan_out(RideAccepted, **accepted(accepted_ride(rider))))
     push = Push.objects.get()
     for url in (
         "/admin/notifications/device/",
@@ -337,7 +349,7 @@ def test_metrics_count_pushes_by_kind_and_outcome(rider, fcm_standin, settings):
     device_of(rider.user)
     device_of(rider.user, "gone-phone")
     fcm_standin.unregistered.add("gone-phone")
-    run_all(fan_out("ride.accepted", ride_id=accepted_ride(rider).pk))
+    run_all(fan_out(RideAccepted, **accepted(accepted_ride(rider))))
     text = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").content.decode()
     for outcome in ("sent", "unregistered"):
         line = f'bimride_pushes_total{{kind="driver_assigned",outcome="{outcome}"}}'
@@ -356,5 +368,5 @@ def test_metrics_count_pushes_by_kind_and_outcome(rider, fcm_standin, settings):
 def test_a_push_is_in_the_devices_language_or_english(rider, fcm_standin, locale, title):
     device_of(rider.user, locale=locale)
     ride = accepted_ride(rider, status="in_progress", started_at=timezone.now())
-    run_all(fan_out("ride.started", ride_id=ride.pk))
+    run_all(fan_out(RideStarted, ride_id=ride.pk))
     assert [m.title for m in fcm_standin.received()] == [title]

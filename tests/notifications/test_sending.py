@@ -13,11 +13,10 @@ from bimride.jobs.engine.enqueue import enqueue, publish
 from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.testing import perform_job
-from notifications import tasks
 from notifications.models import Notification, Suppression
+from payments.events import PaymentFailed, RefundSucceeded
 from rides import services as rides
 from rides.models import Ride
-from rides.signals import ride_completing
 from tests.factories import DriverFactory, RideFactory
 from tests.notifications.conftest import completed_ride
 
@@ -44,19 +43,14 @@ def state(job: Job) -> str:
 
 # --- the receipt status -------------------------------------------------------------------------
 @pytest.mark.django_db
-@pytest.mark.parametrize(("receipts_follow", "status"), [(True, "pending"), (False, "none")])
-def test_a_completed_ride_owes_a_receipt_because_notifications_sends_one(receipts_follow, status):
+def test_a_completed_ride_owes_its_receipt_from_the_completion_on_until_it_is_sent():
     driver = DriverFactory(available=True)
     ride = RideFactory(status="in_progress", driver=driver)
-    if not receipts_follow:  # rides alone sends no receipt, so it promises none
-        ride_completing.disconnect(dispatch_uid="notifications.expect_receipt")
-    try:
-        completed = rides.ride_complete(
-            ride_id=ride.pk, driver=driver, distance_km=4, duration_min=14
-        )
-    finally:
-        ride_completing.connect(tasks.expect_receipt, dispatch_uid="notifications.expect_receipt")
-    assert completed.receipt_status == status and receipt_status(ride) == status
+    completed = rides.ride_complete(ride_id=ride.pk, driver=driver, distance_km=4, duration_min=14)
+    assert completed.receipt_status == "pending" and receipt_status(ride) == "pending"
+    rides.ride_set_payment_status(ride_id=ride.pk, charges=completed.charges | {"settled": True})
+    perform_job(RECEIPT, {"ride_id": ride.pk})
+    assert receipt_status(ride) == "sent"
 
 
 # --- the handlers alone -------------------------------------------------------------------------
@@ -252,8 +246,8 @@ def test_the_rider_hears_of_a_cancellation_by_the_driver_or_expiry_only(
 @pytest.mark.django_db
 def test_a_failed_payment_is_told_once_per_payment(ride, provider):
     payload = {"payment_id": 7, "ride_id": ride.pk, "amount": 1174, "currency": "usd"}
-    jobs = publish("payment.failed", **payload, reason="Your card was declined.")
-    jobs += publish("payment.failed", **payload)
+    jobs = publish(PaymentFailed(**payload, reason="Your card was declined."))
+    jobs += publish(PaymentFailed(**payload))
     for job in jobs:
         run_job(job.pk)
 
@@ -267,7 +261,7 @@ def test_a_failed_payment_is_told_once_per_payment(ride, provider):
 @pytest.mark.django_db
 def test_a_refund_is_confirmed_once_per_refund(ride, provider):
     payload = {"refund_id": 3, "ride_id": ride.pk, "amount": 500, "currency": "usd"}
-    for job in publish("refund.succeeded", **payload) + publish("refund.succeeded", **payload):
+    for job in publish(RefundSucceeded(**payload)) + publish(RefundSucceeded(**payload)):
         run_job(job.pk)
 
     assert provider.count(subject="Your refund of $5.00 is on its way") == 1

@@ -3,9 +3,9 @@ refuses to start (`manage.py check`, and every `qcluster`, `runserver` and `migr
 what to fix."""
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
-from bimride.jobs.engine import ratelimit, registry
+from bimride.jobs.engine import events, ratelimit, registry
 
 
 def workers_of(queue: str) -> int:
@@ -92,3 +92,29 @@ def concurrency_keys_check(app_configs, **kwargs) -> list[Error]:
                 )
             )
     return errors
+
+
+@register()
+def events_check(app_configs, **kwargs) -> list[Error | Warning]:
+    """Every declared event has a subscriber, and every subscription names a declared event."""
+    declared = events.declared()
+    found = []
+    for name in sorted(set(declared) - set(registry.subscriptions())):
+        found.append(
+            Warning(
+                f"Event {name} ({declared[name].__module__}) is published to no job.",
+                hint="Subscribe a job to it (@job(..., on=...)) or remove it.",
+                id="jobs.W001",
+            )
+        )
+    for name, job_names in sorted(registry.subscriptions().items()):
+        if name not in declared:
+            found.append(
+                Error(
+                    f"{', '.join(job_names)} subscribe to {name!r}, which no app declares.",
+                    hint="Declare the event (a bimride.jobs.Event in the publishing app's"
+                    " events.py) and subscribe with the class itself.",
+                    id="jobs.E007",
+                )
+            )
+    return found

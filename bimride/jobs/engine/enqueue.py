@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bimride.jobs.engine import broker, registry
+from bimride.jobs.engine.events import Event
 from bimride.jobs.models import Job, JobEvent
 from bimride.tracing import current_trace_id
 
@@ -120,9 +121,14 @@ def dispatch(job: Job) -> None:
     broker.push([job])
 
 
-def publish(event: str, **payload) -> list[Job]:
-    """Enqueue one job per subscriber of `event`; each retries and dead-letters on its own."""
-    jobs = [_build(job_type.name, payload) for job_type in registry.subscribers(event)]
+def publish(event: Event) -> list[Job]:
+    """Enqueue one job per subscriber of `event`, a declared event whose payload was checked
+    when it was made (`RideCompleted(ride_id=...)`), in the caller's transaction; each job
+    retries and dead-letters on its own."""
+    if not isinstance(event, Event):
+        raise TypeError(f"publish() takes a declared event (bimride.jobs.Event), not {event!r}")
+    payload = event.payload()
+    jobs = [_build(job_type.name, payload) for job_type in registry.subscribers(event.name)]
     if jobs:
         _insert(jobs)  # one statement for them all
     return jobs

@@ -11,6 +11,7 @@ from django.utils.module_loading import import_string
 from rest_framework import serializers
 
 from bimride.jobs.engine.errors import JobPayloadError, LeaseLost, Snooze, UnknownJob
+from bimride.jobs.engine.events import Event, events_of
 from bimride.jobs.engine.retry import DEFAULT_RETRY, RetryPolicy
 from bimride.jobs.models import Job
 
@@ -106,7 +107,7 @@ def job(
     retry: RetryPolicy = DEFAULT_RETRY,
     timeout: int = 60,
     payload: type[serializers.Serializer] | None = None,
-    on: str | tuple[str, ...] = (),
+    on: type[Event] | tuple[type[Event], ...] = (),
     subject: str | None = None,
     atomic: bool = True,
     on_dead: Callable[[dict, str], None] | None = None,
@@ -116,19 +117,23 @@ def job(
 ) -> Callable[[Callable], JobType]:
     """Register the decorated function as job type `name` ("app.verb_noun", never renamed).
 
-    `on` subscribes it to events given to `publish()`; `on_dead(payload, error)` runs once when
-    the job is dead-lettered (mark the payment failed, tell the rider). `concurrency_key`
-    ("ride:{ride_id}", payload fields in braces) runs the jobs of one key one at a time, oldest
-    first, across all hosts; `priority` (-100..100) orders a queue's due jobs; a job snoozing
-    more than `max_snoozes` times is dead-lettered.
+    `on` subscribes it to declared events (`bimride.jobs.Event`) given to `publish()`; without
+    a `payload` schema of its own, a subscriber's payload is the event's. `on_dead(payload,
+    error)` runs once when the job is dead-lettered (mark the payment failed, tell the rider).
+    `concurrency_key` ("ride:{ride_id}", payload fields in braces) runs the jobs of one key one
+    at a time, oldest first, across all hosts; `priority` (-100..100) orders a queue's due
+    jobs; a job snoozing more than `max_snoozes` times is dead-lettered.
     """
     if queue not in settings.JOB_QUEUES:
         raise ValueError(f"{name}: unknown queue {queue!r}; queues are {settings.JOB_QUEUES}")
     if not 1 <= timeout <= settings.JOB_MAX_TIMEOUT:
         raise ValueError(f"{name}: timeout must be 1..{settings.JOB_MAX_TIMEOUT} seconds")
 
+    events = events_of(on)
+    if payload is None and events:
+        payload = _schema_of(name, events)
+
     def register(func: Callable) -> JobType:
-        events = (on,) if isinstance(on, str) else tuple(on)
         return add(
             JobType(
                 name,
@@ -137,7 +142,7 @@ def job(
                 retry,
                 timeout,
                 payload,
-                events,
+                tuple(event.name for event in events),
                 subject,
                 atomic,
                 on_dead,
@@ -148,6 +153,13 @@ def job(
         )
 
     return register
+
+
+def _schema_of(name: str, events: tuple[type[Event], ...]) -> type[serializers.Serializer]:
+    """The payload schema of the events job `name` subscribes to: theirs when they agree."""
+    if len({tuple(event.schema().fields) for event in events}) > 1:
+        raise ValueError(f"{name}: its events' payloads differ; declare the job's own payload=")
+    return events[0].schema
 
 
 def add(job_type: JobType) -> JobType:
@@ -188,3 +200,8 @@ def all_types() -> dict[str, JobType]:
 
 def subscribers(event: str) -> list[JobType]:
     return list(_subscribers.get(event, ()))
+
+
+def subscriptions() -> dict[str, list[str]]:
+    """The names of the jobs subscribed to each event with subscribers."""
+    return {event: [t.name for t in types] for event, types in _subscribers.items() if types}

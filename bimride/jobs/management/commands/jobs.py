@@ -1,4 +1,4 @@
-"""`manage.py jobs stats|list|retry|discard|purge`: the ops dashboard on the command line."""
+"""`manage.py jobs stats|list|events|retry|discard|purge`: the ops dashboard on the command line."""
 
 import getpass
 
@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from bimride.errors import BimRideError
+from bimride.jobs.engine import events, registry
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.ops import selectors, services
 
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         listing.add_argument("--queue")
         listing.add_argument("--name")
         listing.add_argument("--limit", type=int, default=20)
+        sub.add_parser("events", help="the declared events and the jobs subscribed to each")
         retry = sub.add_parser("retry", help="retry dead letters (by id, or --all open ones)")
         retry.add_argument("ids", nargs="*", type=int)
         retry.add_argument("--all", action="store_true")
@@ -69,6 +71,16 @@ class Command(BaseCommand):
                 f"#{job.pk:<8} {job.name:<36} {job.queue:<9} {job.state:<10}"
                 f" {job.attempts}/{job.max_attempts}  {job.created_at:%Y-%m-%d %H:%M:%S}{error}"
             )
+
+    def _events(self, **options) -> None:
+        declared, subscribed = events.declared(), registry.subscriptions()
+        for name in sorted(set(declared) | set(subscribed)):
+            event = declared.get(name)
+            where = f"{event.__module__}.{event.__qualname__}" if event else "NOT DECLARED"
+            fields = ", ".join(event.schema().fields) if event else ""
+            self.stdout.write(f"{name}  ({where}: {fields})")
+            for job_name in subscribed.get(name) or ["(no subscriber)"]:
+                self.stdout.write(f"    -> {job_name}")
 
     def _each(self, ids: list[int], operation, verb: str) -> None:
         failed = 0
