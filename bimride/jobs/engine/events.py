@@ -33,12 +33,12 @@ Id = Annotated[int, "id"]  # a row's id: an int of at least 1
 
 NAME = re.compile(r"[a-z][a-z_]*\.[a-z][a-z_]*")  # "ride.completed"
 
-_FIELDS = {  # a payload field's type: (what it must be, the schema's field)
-    int: (int, lambda **kw: serializers.IntegerField(**kw)),
-    Id: (int, lambda **kw: serializers.IntegerField(min_value=1, **kw)),
-    str: (str, lambda **kw: serializers.CharField(allow_blank=True, trim_whitespace=False, **kw)),
-    bool: (bool, lambda **kw: serializers.BooleanField(**kw)),
-    float: ((int, float), lambda **kw: serializers.FloatField(**kw)),
+_FIELDS = {  # a payload field's type: what its value must be, and its field in the schema
+    int: (int, serializers.IntegerField, {}),
+    Id: (int, serializers.IntegerField, {"min_value": 1}),
+    str: (str, serializers.CharField, {"allow_blank": True, "trim_whitespace": False}),
+    bool: (bool, serializers.BooleanField, {}),
+    float: ((int, float), serializers.FloatField, {}),
 }
 
 _declared: dict[str, type["Event"]] = {}
@@ -50,6 +50,7 @@ class Event:
 
     name: ClassVar[str]
     schema: ClassVar[type[serializers.Serializer]]  # the payload's, for subscribers' jobs
+    kinds: ClassVar[dict[str, tuple[object, bool]]]  # each field's type, and whether optional
 
     def __init_subclass__(cls, *, name: str, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -61,16 +62,17 @@ class Event:
             raise ValueError(f"Event {name} is declared twice ({_declared[name].__qualname__})")
         cls.name = name
         dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+        cls.kinds = _kinds(cls)
         cls.schema = type(
             f"{cls.__name__}Payload",
             (serializers.Serializer,),
-            {field: _schema_field(*kind) for field, kind in _kinds(cls).items()},
+            {field: _schema_field(*kind) for field, kind in cls.kinds.items()},
         )
         _declared[name] = cls
 
     def __post_init__(self) -> None:
         errors = {}
-        for field, (kind, optional) in _kinds(type(self)).items():
+        for field, (kind, optional) in self.kinds.items():
             value = getattr(self, field)
             if value is None and optional:
                 continue
@@ -110,7 +112,8 @@ def _args(kind: object) -> list:
 
 
 def _schema_field(kind: object, optional: bool) -> serializers.Field:
-    return _FIELDS[kind][1](**({"allow_null": True, "required": False} if optional else {}))
+    _, field, options = _FIELDS[kind]
+    return field(**options, **({"allow_null": True, "required": False} if optional else {}))
 
 
 def _describe(kind: object) -> str:
