@@ -1,5 +1,6 @@
 """Settings: production fails fast on missing variables and passes `check --deploy` when
-complete; the database connection prepares the statements it runs again."""
+complete; a value of the wrong type is refused by name; the database connection prepares the
+statements it runs again."""
 
 import json
 import os
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
+from bimride.settings.env import Env
 from rides.models import Ride
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +70,46 @@ def test_production_settings_pass_the_deployment_checks():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def reader(**environ: str) -> Env:
+    found = Env()
+    found.ENVIRON = environ
+    return found
+
+
+@pytest.mark.parametrize(
+    ("read", "value", "refusal"),
+    [
+        (lambda env: env.int("LIMIT", 5), "five", "LIMIT='five' is not a whole number."),
+        (lambda env: env.float("LIMIT", 0.5), "half", "LIMIT='half' is not a number."),
+        (lambda env: env.bool("LIMIT", False), "maybe", "LIMIT='maybe' is not true or false"),
+        (
+            lambda env: env.dict("LIMIT", cast={"value": float}, default={}),
+            "stripe",
+            "LIMIT='stripe' is not name=value pairs",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_its_variable(read, value, refusal):
+    with pytest.raises(ImproperlyConfigured) as refused:
+        read(reader(LIMIT=value))
+    assert str(refused.value).startswith(refusal)
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [("1", True), ("yes", True), ("On", True), ("2", True), ("0", False), ("off", False)]
+    + [("no", False), ("FALSE", False), ("", False)],
+)
+def test_booleans_are_read_as_before(value, read):
+    assert reader(FLAG=value).bool("FLAG", not read) is read
+
+
+def test_the_settings_refuse_a_value_of_the_wrong_type_by_name():
+    result = manage("check", DJANGO_ENV="development", LOGIN_FAILURE_LIMIT="five")
+    assert result.returncode != 0
+    assert "LOGIN_FAILURE_LIMIT='five' is not a whole number." in result.stderr
 
 
 @pytest.mark.django_db
