@@ -106,6 +106,12 @@ def test_booleans_are_read_as_before(value, read):
     assert reader(FLAG=value).bool("FLAG", not read) is read
 
 
+@pytest.mark.parametrize("value", ["stripe=100,email=20", "stripe=100;email=20"])
+def test_typed_pairs_are_read_separated_by_commas_or_semicolons(value):
+    pairs = reader(LIMITS=value).dict("LIMITS", cast={"value": float}, default={})
+    assert pairs == {"stripe": 100.0, "email": 20.0}
+
+
 def test_the_settings_refuse_a_value_of_the_wrong_type_by_name():
     result = manage("check", DJANGO_ENV="development", LOGIN_FAILURE_LIMIT="five")
     assert result.returncode != 0

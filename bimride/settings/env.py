@@ -24,7 +24,7 @@ def _expected(cast) -> str:
     if cast is urlparse:
         return "a URL"
     if isinstance(cast, dict):
-        return "name=value pairs (a=1;b=2), each value " + _expected(cast.get("value", str))
+        return "name=value pairs (a=1,b=2), each value " + _expected(cast.get("value", str))
     if isinstance(cast, list):
         return "a comma-separated list, each item " + _expected(cast[0])
     return "text" if cast in (None, str) else f"a {getattr(cast, '__name__', cast)}"
@@ -46,6 +46,10 @@ class Env(environ.Env):
 
     @classmethod
     def parse_value(cls, value, cast):
+        if isinstance(cast, dict) and isinstance(value, str):
+            # Typed pairs, "stripe=100,email=20": django-environ splits them at semicolons only,
+            # and would read that as {"stripe": 100.0}, the rest silently dropped.
+            value = value.replace(",", ";")
         if cast is bool and isinstance(value, str):
             word = value.strip().lower()
             if word not in cls.BOOLEAN_TRUE_STRINGS + cls.BOOLEAN_FALSE_STRINGS:
