@@ -20,12 +20,14 @@ from rides.models import Ride
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+def manage(*args: str, **env: str | None) -> subprocess.CompletedProcess:
+    """`manage.py` in production, with `env` on top of this process's environment (None unsets)."""
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS")}
+    given = {**clean, "DJANGO_ENV": "production", **env}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**clean, "DJANGO_ENV": "production", **env},
+        env={name: value for name, value in given.items() if value is not None},
         capture_output=True,
         text=True,
         timeout=120,
@@ -40,6 +42,22 @@ def test_production_refuses_to_start_without_its_variables():
         "DJANGO_ENV=production needs these environment variables: "
         "SECRET_KEY, DATABASE_URL, ALLOWED_HOSTS"
     ) in result.stderr
+
+
+def test_without_a_database_url_the_settings_say_how_to_set_one():
+    result = manage("check", DJANGO_ENV="development", DATABASE_URL=None)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DATABASE_URL is not set. `make run` and `make test` set it." in (
+        result.stderr
+    )
+    assert 'export DATABASE_URL="$(make -s db-start)"' in result.stderr
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused_without_showing_it():
+    result = manage("check", DJANGO_ENV="development", DATABASE_URL="mysql://u:hunter2@h/db")
+    assert result.returncode != 0
+    assert "DATABASE_URL is not a PostgreSQL URL like postgresql://" in result.stderr
+    assert "hunter2" not in result.stderr
 
 
 def test_production_refuses_to_talk_to_the_stripe_stand_in():
@@ -61,7 +79,7 @@ def test_production_settings_pass_the_deployment_checks():
         "--fail-level",
         "WARNING",
         SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=os.environ.get("DATABASE_URL", "postgresql://u@localhost/db"),
+        DATABASE_URL=os.environ["DATABASE_URL"],
         ALLOWED_HOSTS="api.bimride.example",
         POSTMARK_SERVER_TOKEN="pm-server-token",
         ANYMAIL_WEBHOOK_SECRET="hooks:secret",

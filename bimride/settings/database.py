@@ -3,20 +3,31 @@ what changes behind a transaction-mode pooler (PgBouncer)."""
 
 import os
 import sys
+import warnings
+
+from django.core.exceptions import ImproperlyConfigured
 
 from bimride.settings.env import env
 
-
-def _database_url() -> str:
-    url = env.str("DATABASE_URL", "")
-    if url:
-        return url
-    from devtools import devdb  # the embedded server of `make run` / `make test`
-
-    return devdb.database_url()
-
-
-DATABASES = {"default": env.db_url_config(_database_url())}
+_EXAMPLE = "postgresql://user:password@host:5432/bimride"
+# Always from the environment: `make run`, `make test` and the benchmarks export the URL of the
+# embedded PostgreSQL (devtools.devdb) unless DATABASE_URL is set already.
+_url = env.str("DATABASE_URL", "")
+if not _url:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. `make run` and `make test` set it. For manage.py (or pytest) "
+        'by hand: export DATABASE_URL="$(make -s db-start)" to use the embedded PostgreSQL, or '
+        f"point it at your PostgreSQL (export DATABASE_URL={_EXAMPLE})."
+    )
+try:
+    with warnings.catch_warnings():  # django-environ's "Engine not recognized" shows the password
+        warnings.simplefilter("ignore")
+        _config = env.db_url_config(_url)
+except ValueError:  # a port that is not a number, an unbalanced [IPv6 address
+    _config = {}
+if _config.get("ENGINE") != "django.db.backends.postgresql":  # not shown: it may hold a password
+    raise ImproperlyConfigured(f"DATABASE_URL is not a PostgreSQL URL like {_EXAMPLE}.")
+DATABASES = {"default": _config}
 if not DATABASES["default"]["HOST"]:  # postgresql://user@/db?host=/socket/dir
     DATABASES["default"]["HOST"] = DATABASES["default"].get("OPTIONS", {}).pop("host", "")
 # One test database per test session, so two sessions on one server never collide.
