@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The settings take the database from DATABASE_URL alone: each target starting Django sets it.
 DB_URL = $${DATABASE_URL:-$$($(PY) -m devtools.devdb start)}
 
 .PHONY: run test test-pooled lint fmt bench bench-jobs bench-growth bench-api bench-capacity bench-providers reliability db-start db-stop db-status pooler-start pooler-stop clean

@@ -7,7 +7,7 @@ A pytest plugin (`-p tests.pooler`, in pyproject's addopts), inert unless BIMRID
 set. Then, before Django reads its settings, it starts a PgBouncer owned by this test session in
 front of DATABASE_URL (or the embedded PostgreSQL) and points DATABASE_URL at it, so the test
 process, pytest-django's CREATE/DROP DATABASE, and every `qcluster` a test starts go through the
-pooler, with DB_TRANSACTION_POOLER=1 (see bimride/settings.py: no server-side prepared
+pooler, with DB_TRANSACTION_POOLER=1 (see bimride/settings/database.py: no server-side prepared
 statements, no WITH HOLD cursors, no startup `options`; workers commit asynchronously with
 `SET LOCAL` in each transaction). DB_PREPARE_THRESHOLD=2 set on the command line brings
 prepared statements back, to see them fail.

@@ -79,7 +79,7 @@ def test_closing_a_database_drops_the_server_connections_to_it(pooler):
 
 
 def test_a_startup_options_parameter_is_refused_not_silently_dropped(pooler):
-    """Why workers behind the pooler send no `-c synchronous_commit=off` (settings.py)."""
+    """Why workers behind the pooler send no `-c synchronous_commit=off` (settings/database.py)."""
     with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter: options"):
         pooler.connect(options="-c synchronous_commit=off")
 

@@ -166,8 +166,8 @@ def _pooled_async_commit() -> bool:
 
 def _commit_async() -> None:
     """Let the current transaction commit without waiting for its WAL flush, in a worker behind
-    a transaction-mode pooler (directly connected, its session says so once: settings.py). The
-    statement costs about 0.04 ms; the flush it saves about 0.9 ms. The claim and the record of
+    a transaction-mode pooler (directly connected, its session says so once: settings/database.py).
+    The statement costs about 0.04 ms; the flush it saves about 0.9 ms. The claim and the record of
     success say it within their own statement (`_statement`)."""
     if _pooled_async_commit():
         with connection.cursor() as cursor:
