@@ -15,7 +15,7 @@ at a time in the order they were enqueued, so a capture never runs before its au
 from django.db import transaction
 from rest_framework import serializers
 
-from bimride.jobs import PAYMENTS_RETRY, JobContext, job, schedule
+from bimride.jobs import PAYMENTS_RETRY, JobContext, enqueue, job, schedule
 from payments import services
 from payments.models import Payment
 from rides.events import RideCancelled, RideCompleted, RideRequested
@@ -193,7 +193,8 @@ def run_weekly_payouts(payload: dict, ctx: JobContext) -> dict:
             if not drivers:
                 break
             for driver_id in drivers:
-                pay_driver_incentive.enqueue(
+                enqueue(
+                    pay_driver_incentive.name,
                     {"driver_id": driver_id, "week": week},
                     idempotency_key=f"payout:{driver_id}:{week}",
                 )

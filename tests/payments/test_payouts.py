@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, Job
 from bimride.jobs.ops.services import deadletter_retry
@@ -40,11 +41,11 @@ def payout_job(last_week, rides: int = 2) -> Job:
     moment, week = last_week
     driver = DriverFactory()
     earn(driver, rides, moment)
-    return tasks.pay_driver_incentive.enqueue({"driver_id": driver.pk, "week": week})
+    return enqueue(tasks.pay_driver_incentive.name, {"driver_id": driver.pk, "week": week})
 
 
 def run_batch(week: str) -> None:
-    batch = tasks.run_weekly_payouts.enqueue({"week": week})
+    batch = enqueue(tasks.run_weekly_payouts.name, {"week": week})
     run_job(batch.pk)
     for job in jobs_named("payments.pay_driver_incentive"):
         run_job(job.pk)
@@ -83,7 +84,7 @@ def test_a_rerun_after_stripe_answered_but_before_it_was_recorded_transfers_once
     run_job(job.pk)
     # The worker died between Stripe's answer and the record: the row is still pending.
     Payout.objects.update(status="pending", stripe_transfer_id="", paid_at=None)
-    again = tasks.pay_driver_incentive.enqueue(job.payload)
+    again = enqueue(tasks.pay_driver_incentive.name, job.payload)
     run_job(again.pk)
     [payout] = Payout.objects.all()
     assert payout.status == "paid" and len(stripe_standin.transfers) == 1

@@ -3,6 +3,7 @@
 import pytest
 from django.utils import timezone
 
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.engine.runner import run_job
 from bimride.jobs.models import DeadLetter, ProviderBudget
 from payments import tasks
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def authorize_job(ride):
-    return tasks.authorize_payment.enqueue({"ride_id": ride.pk})
+    return enqueue(tasks.authorize_payment.name, {"ride_id": ride.pk})
 
 
 @pytest.mark.parametrize("kind", ["500", "slow"])

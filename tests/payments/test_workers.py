@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.engine.relay import relay
 from bimride.jobs.models import DeadLetter, Job
 from payments import services, tasks
@@ -157,7 +158,7 @@ def test_the_weekly_payout_batch_twice_through_workers_transfers_once_per_driver
         ride_in("completed", driver=driver, completed_at=moment)
     week = services.payout_week_of()
     for _ in range(2):
-        batch = tasks.run_weekly_payouts.enqueue({})
+        batch = enqueue(tasks.run_weekly_payouts.name, {})
         wait_until(lambda b=batch: job_state(b) == "succeeded", what="the payout batch")
         wait_until(lambda: Payout.objects.filter(status="paid").count() == 3, what="three payouts")
     assert Payout.objects.filter(week=week).count() == 3
