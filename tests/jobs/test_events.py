@@ -85,6 +85,13 @@ def test_an_optional_field_may_be_left_out_and_is_published_as_null():
     }
 
 
+@pytest.mark.django_db
+def test_a_field_with_a_default_may_be_left_out_of_a_subscribers_payload():
+    told = {"ride_id": 1, "payment_id": 2, "amount": 100, "currency": "usd"}
+    assert enqueue("notifications.send_payment_failed", told).payload == told
+    assert PaymentFailed(**told).payload()["reason"] == ""
+
+
 def test_a_declaration_that_cannot_be_a_payload_fails_at_import(scratch):
     with pytest.raises(TypeError, match="an event's fields are"):
 

@@ -14,7 +14,8 @@
     @job("payments.capture_payment", on=RideCompleted)
 
 An event is a frozen dataclass of JSON fields: `int`, `Id` (an int of at least 1), `str`,
-`bool`, `float`, each optional as `T | None = None`. `manage.py jobs events` lists the events
+`bool`, `float`, each optional as `T | None = None`; a field with a default (`reason: str = ""`)
+may be left out of a subscriber's payload. `manage.py jobs events` lists the events
 and their subscribers; the system checks report events nobody subscribes to (jobs.W001) and
 subscriptions to events nobody declares (jobs.E007).
 """
@@ -66,7 +67,10 @@ class Event:
         cls.schema = type(
             f"{cls.__name__}Payload",
             (serializers.Serializer,),
-            {field: _schema_field(*kind) for field, kind in cls.kinds.items()},
+            {
+                field.name: _schema_field(*cls.kinds[field.name], field)
+                for field in dataclasses.fields(cls)
+            },
         )
         _declared[name] = cls
 
@@ -111,9 +115,13 @@ def _args(kind: object) -> list:
     return [None if arg is type(None) else arg for arg in typing.get_args(kind)]
 
 
-def _schema_field(kind: object, optional: bool) -> serializers.Field:
+def _schema_field(kind: object, optional: bool, declared: dataclasses.Field) -> serializers.Field:
     _, field, options = _FIELDS[kind]
-    return field(**options, **({"allow_null": True, "required": False} if optional else {}))
+    if optional:
+        options = {**options, "allow_null": True, "required": False}
+    if declared.default is not dataclasses.MISSING:  # a field with a default may be left out
+        options = {**options, "required": False, "default": declared.default}
+    return field(**options)
 
 
 def _describe(kind: object) -> str:
