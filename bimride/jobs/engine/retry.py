@@ -22,9 +22,10 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
-# Email providers recover within minutes; keep trying for about half an hour.
+# Email providers recover within minutes: ten attempts, at most 13½ minutes of back-off in all
+# (about half that on average, with full jitter).
 EMAIL_RETRY = RetryPolicy(max_attempts=10, initial=2.0, max_delay=300.0)
-# Payment providers rate-limit: a longer, gentler curve (about two hours in all).
+# Payment providers rate-limit: a gentler curve, eight attempts, at most 21 minutes of back-off.
 PAYMENTS_RETRY = RetryPolicy(max_attempts=8, initial=10.0, max_delay=1800.0)
 # Pushes ride out an FCM outage of up to about a quarter of an hour; one whose time to live ends
 # first is given up as expired when it next runs, not dead-lettered.
