@@ -12,7 +12,7 @@ from datetime import timedelta
 from bimride.settings.api import *  # noqa: F403
 from bimride.settings.database import *  # noqa: F403
 from bimride.settings.email import *  # noqa: F403
-from bimride.settings.env import BASE_DIR, DJANGO_ENV, PRODUCTION, TESTING, env  # noqa: F401
+from bimride.settings.env import BASE_DIR, DJANGO_ENV, PRODUCTION, env  # noqa: F401
 from bimride.settings.jobs import *  # noqa: F403
 from bimride.settings.logging import *  # noqa: F403
 from bimride.settings.payments import *  # noqa: F403

@@ -63,7 +63,6 @@ env = Env()
 
 DJANGO_ENV = env.str("DJANGO_ENV", "development")
 PRODUCTION = DJANGO_ENV == "production"
-TESTING = env.bool("BIMRIDE_TESTING", False)
 
 if PRODUCTION:
     _needed = {
