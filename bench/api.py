@@ -67,8 +67,8 @@ from bench.api_setup import (
     wait_quiet,
     warm_up,
 )
+from bench.common.procs import ROOT, Service
 from bench.jobs import load_average, versions, write_atomically
-from bench.procs import ROOT, Service
 
 RESULTS = ROOT / "bench" / "results"
 BASELINE = "3d48880"  # the release issue #16 compares against

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench.common.procs import ROOT
 from bench.jobs import with_database
-from bench.procs import ROOT
 
 DB = "bimride_capacity"
 RESULTS = ROOT / "bench" / "results"
@@ -217,7 +217,7 @@ def main() -> None:
     base = os.environ["DATABASE_URL"]
     url = prepare(base)
     os.environ |= {"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "bimride.settings"}
-    os.environ["JOB_EXTRA_MODULES"] = "bench.jobtypes,bench.reliability_jobtypes"
+    os.environ["JOB_EXTRA_MODULES"] = "bench.common.jobtypes,bench.reliability_jobtypes"
     import django
 
     django.setup()

@@ -38,8 +38,8 @@ import django
 from django.conf import settings
 
 from bench import ledger
+from bench.common.procs import kill_leftovers
 from bench.jobs import document_of, load_average, log, prepare_database, publish, versions
-from bench.procs import kill_leftovers
 from bench.report import busy_warning
 from bench.systems import Ours, sql
 
@@ -350,7 +350,7 @@ def use_database(url: str, pidfile: Path) -> None:
         {
             "DATABASE_URL": url,
             "DJANGO_SETTINGS_MODULE": "bimride.settings",
-            "JOB_EXTRA_MODULES": "bench.jobtypes",
+            "JOB_EXTRA_MODULES": "bench.common.jobtypes",
             "DEBUG": "false",  # as in production: DEBUG wraps every cursor to record its queries
             "BENCH_PIDFILE": str(pidfile),
             "ALLOWED_HOSTS": "testserver,localhost",

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from bench.procs import ROOT, kill_leftovers
+from bench.common.procs import ROOT, kill_leftovers
 from bench.report import render
 from devtools.pgbouncer import PgBouncer
 
@@ -128,7 +128,7 @@ def suite_env(name: str, url: str, pidfile: Path, pooled: str = "") -> dict[str,
         **os.environ,
         "DATABASE_URL": url,
         "DJANGO_SETTINGS_MODULE": "bimride.settings",
-        "JOB_EXTRA_MODULES": "bench.jobtypes",
+        "JOB_EXTRA_MODULES": "bench.common.jobtypes",
         "DEBUG": "false",  # as in production: DEBUG wraps every cursor to record its queries
         "BENCH_PIDFILE": str(pidfile),
         "PYTHONUNBUFFERED": "1",

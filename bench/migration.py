@@ -38,7 +38,7 @@ def main() -> None:
         {
             "DATABASE_URL": with_database(os.environ["DATABASE_URL"], BENCH_DB),
             "DJANGO_SETTINGS_MODULE": "bimride.settings",
-            "JOB_EXTRA_MODULES": "bench.jobtypes",
+            "JOB_EXTRA_MODULES": "bench.common.jobtypes",
             "DEBUG": "false",
         }
     )

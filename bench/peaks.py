@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench.common.procs import Service
 from bench.jobs import admin_url
-from bench.procs import Service
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -44,10 +44,10 @@ from bench.api_setup import (
     held_run,
     prepare_template,
 )
+from bench.common.procs import ROOT, Service
+from bench.common.provider_call import PROVIDER_QUEUE, intent_create
 from bench.jobs import load_average, write_atomically
 from bench.peaks import log
-from bench.procs import ROOT, Service
-from bench.provider_call import PROVIDER_QUEUE, intent_create
 from bench.providers_flow import run_flow
 from bench.providers_jobs import run_celery, run_ours, start_redis, worker_env, worker_settings
 from devtools.supervisor import free_port, wait_http
@@ -104,7 +104,7 @@ def jobs_part(args, env: dict) -> dict:
 @contextlib.contextmanager
 def slow_stripe(latency: float):
     """A Stripe stand-in answering `latency` s late, holding one PaymentIntent to read:
-    (its base URL, the intent's id); this process's `bench.provider_call` talks to it."""
+    (its base URL, the intent's id); this process's `bench.common.provider_call` talks to it."""
     port = free_port()
     command = [sys.executable, "-m", "devtools.stripe_standin", "--port", str(port)]
     service = Service("providers-stripe", [*command, "--latency", str(latency)], {})

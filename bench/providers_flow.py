@@ -37,8 +37,8 @@ from bench.api_setup import (
     stop_services,
     warm_up,
 )
+from bench.common.procs import Service
 from bench.peaks import Peaks, log
-from bench.procs import Service
 from bench.providers_jobs import worker_settings
 
 REQUESTS_PER_RIDE = 8  # bench.api_load's steps

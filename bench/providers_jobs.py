@@ -2,8 +2,8 @@
 production worker layout at default settings, and by Celery's threads pool at the same total
 concurrency, on the same machine against the same Stripe stand-in.
 
-A backlog of `bench.stripe_wait` jobs (`bench.jobtypes`: one PaymentIntent read through the
-Stripe SDK, `bench.provider_call`) is enqueued with the workers stopped; then the queue's
+A backlog of `bench.stripe_wait` jobs (`bench.common.jobtypes`: one PaymentIntent read through the
+Stripe SDK, `bench.common.provider_call`) is enqueued with the workers stopped; then the queue's
 `Q_CLUSTER_NAME=critical python manage.py qcluster` starts with nothing set but the database,
 the stand-in's address, the job module and quiet logs, and drains it. Measured: jobs per second
 from the first job's start to the last one's end, the workers' peak summed RSS and the peak of
@@ -23,9 +23,9 @@ import time
 
 import psycopg
 
+from bench.common.procs import ROOT, Service
+from bench.common.provider_call import PROVIDER_JOB, PROVIDER_QUEUE
 from bench.peaks import Peaks, log
-from bench.procs import ROOT, Service
-from bench.provider_call import PROVIDER_JOB, PROVIDER_QUEUE
 from devtools.supervisor import free_port
 
 SETTINGS_SCRIPT = """
@@ -123,7 +123,7 @@ def worker_env(url: str, stripe_base: str, tmp) -> dict[str, str]:
         "Q_CLUSTER_NAME": PROVIDER_QUEUE,  # the production layout: one qcluster per queue
         "DEBUG": "false",
         "LOG_LEVEL": "WARNING",
-        "JOB_EXTRA_MODULES": "bench.jobtypes",
+        "JOB_EXTRA_MODULES": "bench.common.jobtypes",
         "STRIPE_API_BASE": stripe_base,
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
@@ -168,15 +168,15 @@ def run_celery(
     redis_url: str, stripe_base: str, concurrency: int, jobs: int, intent: str, limit: float
 ) -> dict:
     """The same backlog through Redis to `celery worker --pool threads`."""
-    os.environ["BENCH_REDIS_URL"] = redis_url  # read when bench.celery_app is first imported
-    from bench import celery_app
+    os.environ["BENCH_REDIS_URL"] = redis_url  # read when bench.common.celery_app is first imported
+    from bench.common import celery_app
 
     if redis_url != celery_app.REDIS_URL:
-        raise RuntimeError(f"bench.celery_app already bound to {celery_app.REDIS_URL}")
+        raise RuntimeError(f"bench.common.celery_app already bound to {celery_app.REDIS_URL}")
     celery_app.clear()
     for _ in range(jobs):
         celery_app.stripe_wait.delay(intent)
-    command = [sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker"]
+    command = [sys.executable, "-m", "celery", "-A", "bench.common.celery_app", "worker"]
     command += ["--pool", "threads", "--concurrency", str(concurrency)]
     command += ["-Q", celery_app.QUEUE, "-l", "WARNING"]
     env = {"BENCH_REDIS_URL": redis_url, "STRIPE_API_BASE": stripe_base, "PYTHONUNBUFFERED": "1"}

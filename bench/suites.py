@@ -17,7 +17,7 @@ import time
 
 import django
 
-from bench.procs import LOG_DIR
+from bench.common.procs import LOG_DIR
 
 SIZES = {  # (a) enqueues, (b) backlog, (c) idle jobs, (d) deferred jobs, rounds
     "full": {"enqueue": 2000, "drain": 5000, "pickup": 200, "defer": 100, "rounds": 3},

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 
-from bench.procs import Service
+from bench.common.procs import Service
 
 QUEUE = "default"
 TITLES = {
@@ -26,7 +26,7 @@ TITLES = {
 }
 WORKERS = 2
 JOB_NAME = f"bench.noop_{QUEUE}"
-PLAIN_FUNC = "bench.jobtypes.plain_noop"
+PLAIN_FUNC = "bench.common.jobtypes.plain_noop"
 _TRUNCATE = (
     "TRUNCATE jobs_job, jobs_jobevent, jobs_deadletter, django_q_ormq, django_q_task,"
     " django_q_schedule, bench_marks RESTART IDENTITY CASCADE"
@@ -95,7 +95,7 @@ class Ours:
                 "Q_CLUSTER_NAME": QUEUE,
                 "Q_WORKERS": str(self.workers),
                 f"Q_WORKERS_{QUEUE.upper()}": str(self.workers),
-                "JOB_EXTRA_MODULES": "bench.jobtypes",
+                "JOB_EXTRA_MODULES": "bench.common.jobtypes",
                 "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
             },
         )
@@ -227,7 +227,7 @@ class CeleryRedis:
     defer_spread = 3.0
 
     def __init__(self):
-        from bench import celery_app
+        from bench.common import celery_app
 
         self.app = celery_app
 
@@ -235,7 +235,7 @@ class CeleryRedis:
         self.app.clear()
 
     def start(self) -> Service:
-        command = [sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker"]
+        command = [sys.executable, "-m", "celery", "-A", "bench.common.celery_app", "worker"]
         command += ["-c", str(WORKERS), "-P", "prefork", "-Q", self.app.QUEUE, "-l", "WARNING"]
         return Service("celery", command, {})
 

@@ -1,4 +1,4 @@
-"""Job types for the benchmark, loaded in workers via JOB_EXTRA_MODULES=bench.jobtypes.
+"""Job types for the benchmark, loaded in workers via JOB_EXTRA_MODULES=bench.common.jobtypes.
 
 `bench.noop_<queue>` is a no-op job on each queue. `bench.stripe_wait` (on `critical`, the
 payments' queue) reads a PaymentIntent from the Stripe stand-in: `make bench-providers`' job.
@@ -12,7 +12,7 @@ import time
 from django.db import connection
 from rest_framework import serializers
 
-from bench.provider_call import PROVIDER_JOB, PROVIDER_QUEUE, intent_retrieve
+from bench.common.provider_call import PROVIDER_JOB, PROVIDER_QUEUE, intent_retrieve
 from bimride.db import provider_call
 from bimride.jobs.engine.registry import JobContext, job
 

@@ -1,6 +1,6 @@
 """The provider call of `make bench-providers`' job: one Stripe SDK request to the Stripe
-stand-in, the same for our job handler (`bench.jobtypes`) and the Celery task
-(`bench.celery_app`), neither of which needs Django for it.
+stand-in, the same for our job handler (`bench.common.jobtypes`) and the Celery task
+(`bench.common.celery_app`), neither of which needs Django for it.
 
 The stand-in is STRIPE_API_BASE (answering STRIPE_STANDIN_LATENCY seconds late); the client is
 made once per process and shared by its threads, as `payments.stripe_client`'s is (the SDK's

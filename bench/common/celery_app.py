@@ -2,8 +2,8 @@
 
 Keys live in Redis database 15 under `bimride_bench:`, so the benchmark can clear exactly its
 own. Every run of `noop` increments a counter; given a tag it also records (tag, t_ref, start).
-`stripe_wait` (`make bench-providers`) makes `bench.provider_call`'s Stripe request, then counts
-itself and records its start and end.
+`stripe_wait` (`make bench-providers`) makes `bench.common.provider_call`'s Stripe request, then
+counts itself and records its start and end.
 """
 
 import json
@@ -14,7 +14,7 @@ import time
 import redis
 from celery import Celery
 
-from bench.provider_call import PROVIDER_JOB, intent_retrieve
+from bench.common.provider_call import PROVIDER_JOB, intent_retrieve
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 PREFIX = "bimride_bench:"
