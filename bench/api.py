@@ -68,7 +68,7 @@ from bench.api_setup import (
     warm_up,
 )
 from bench.common.procs import ROOT, Service
-from bench.jobs import load_average, versions, write_atomically
+from bench.common.runs import load_average, versions, write_atomically
 
 RESULTS = ROOT / "bench" / "results"
 BASELINE = "3d48880"  # the release issue #16 compares against

@@ -19,7 +19,7 @@ import requests
 from psycopg import sql
 
 from bench.common.procs import ROOT, Service, kill_leftovers
-from bench.jobs import admin_url, with_database
+from bench.common.runs import admin_url, with_database
 from devtools.postmark_standin import PostmarkStandin
 from devtools.supervisor import free_port, stop_all, wait_http
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import psycopg
 
 from bench.common.procs import ROOT
-from bench.jobs import with_database
+from bench.common.runs import with_database
 
 DB = "bimride_capacity"
 RESULTS = ROOT / "bench" / "results"

@@ -39,7 +39,7 @@ from django.conf import settings
 
 from bench import ledger
 from bench.common.procs import kill_leftovers
-from bench.jobs import document_of, load_average, log, prepare_database, publish, versions
+from bench.common.runs import document_of, load_average, log, prepare_database, publish, versions
 from bench.report import busy_warning
 from bench.systems import Ours, sql
 

@@ -13,7 +13,7 @@ import time
 
 import django
 
-from bench.jobs import BENCH_DB, log, with_database
+from bench.common.runs import BENCH_DB, log, with_database
 from bench.suites import percentile
 
 TARGET, PREVIOUS = "0006_ledger_at_scale", "0005_task_priority_and_errors"

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 from bench.common.procs import Service
-from bench.jobs import admin_url
+from bench.common.runs import admin_url
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -46,7 +46,7 @@ from bench.api_setup import (
 )
 from bench.common.procs import ROOT, Service
 from bench.common.provider_call import PROVIDER_QUEUE, intent_create
-from bench.jobs import load_average, write_atomically
+from bench.common.runs import load_average, write_atomically
 from bench.peaks import log
 from bench.providers_flow import run_flow
 from bench.providers_jobs import run_celery, run_ours, start_redis, worker_env, worker_settings
