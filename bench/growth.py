@@ -2,7 +2,7 @@
 
 Usage: ``python -m bench.growth [--quick]`` with DATABASE_URL set (the Makefile exports it). It
 uses the database and the lock of `make bench-jobs` (`bimride_bench`: the two never run at once)
-and our job system only (`bench.systems.Ours`: no-op jobs, real qcluster workers).
+and our job system only (`bench.jobs.systems.Ours`: no-op jobs, real qcluster workers).
 
 The ledger is filled with set-based SQL (not by running jobs) to each size in turn — empty,
 1 million and 10 million finished jobs, each with the three audit rows a successful run leaves,
@@ -40,8 +40,8 @@ from django.conf import settings
 from bench import ledger
 from bench.common.procs import kill_leftovers
 from bench.common.runs import document_of, load_average, log, prepare_database, publish, versions
-from bench.report import busy_warning
-from bench.systems import Ours, sql
+from bench.jobs.report import busy_warning
+from bench.jobs.systems import Ours, sql
 
 SIZES = {
     "full": {

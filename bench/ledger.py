@@ -12,8 +12,8 @@ from io import StringIO
 from django.conf import settings
 from django.db import connection
 
-from bench.suites import GAP, idle_batch, per_job, percentile, warm_up
-from bench.systems import JOB_NAME, Ours, sql
+from bench.jobs.suites import GAP, idle_batch, per_job, percentile, warm_up
+from bench.jobs.systems import JOB_NAME, Ours, sql
 
 # --- seeding ------------------------------------------------------------------------------------
 

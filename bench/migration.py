@@ -14,7 +14,7 @@ import time
 import django
 
 from bench.common.runs import BENCH_DB, log, with_database
-from bench.suites import percentile
+from bench.jobs.suites import percentile
 
 TARGET, PREVIOUS = "0006_ledger_at_scale", "0005_task_priority_and_errors"
 
@@ -22,7 +22,7 @@ TARGET, PREVIOUS = "0006_ledger_at_scale", "0005_task_priority_and_errors"
 def enqueue_while(stop: threading.Event, latencies: list[float]) -> None:
     from django.db import connection
 
-    from bench.systems import Ours
+    from bench.jobs.systems import Ours
 
     system = Ours()
     while not stop.is_set():
@@ -45,7 +45,7 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from bench.systems import sql
+    from bench.jobs.systems import sql
 
     rows = sql("SELECT reltuples::bigint FROM pg_class WHERE relname = 'jobs_job'")[0][0]
     events = sql("SELECT reltuples::bigint FROM pg_class WHERE relname = 'jobs_jobevent'")[0][0]

@@ -3,7 +3,7 @@
 Usage: ``python -m bench.jobs [--quick] [--only ours|plain|celery]`` with DATABASE_URL set (the
 Makefile exports it). The benchmark uses its own database `bimride_bench` on that server
 (created if missing, migrated on every run). It runs up to three rounds; in each, every system
-measures once in a child process (`bench.suites`) with that system's settings, so load that
+measures once in a child process (`bench.jobs.suites`) with that system's settings, so load that
 comes and goes on the machine falls on all systems alike. Ours is measured three ways: direct,
 through a PgBouncer in transaction mode that the run starts (workers LISTEN on the direct URL,
 JOB_LISTEN_DATABASE_URL), and through it without that (polling; idle pickup and lateness only).
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.common.procs import ROOT, kill_leftovers
 from bench.common.runs import document_of, load_average, log, prepare_database, publish, versions
-from bench.report import render
+from bench.jobs.report import render
 from devtools.pgbouncer import PgBouncer
 
 GROUPS = {
@@ -68,7 +68,7 @@ def suite_env(name: str, url: str, pidfile: Path, pooled: str = "") -> dict[str,
         "PYTHONUNBUFFERED": "1",
     }
     if name.startswith("plain-"):
-        env["DJANGO_SETTINGS_MODULE"] = "bench.settings_plain"
+        env["DJANGO_SETTINGS_MODULE"] = "bench.jobs.settings_plain"
         env["BENCH_PLAIN_PROFILE"] = name.removeprefix("plain-")
     env.pop("JOB_LISTEN_DATABASE_URL", None)
     if name in POOLED:
@@ -85,7 +85,7 @@ def run_round(
     """Run one round of one system in a child process; stop it (and what it started) if it
     overruns its deadline."""
     out, pidfile = tmp / f"{name}-{number}.json", tmp / f"{name}-{number}.pids"
-    command = [sys.executable, "-m", "bench.suites", name, "--out", str(out)]
+    command = [sys.executable, "-m", "bench.jobs.suites", name, "--out", str(out)]
     command += ["--round", str(number)] + (["--quick"] if quick else [])
     child = subprocess.Popen(command, cwd=ROOT, env=suite_env(name, url, pidfile, pooled))
     try:

@@ -2,7 +2,7 @@
 system's settings. `bench.jobs` interleaves rounds of the systems, so a load that comes and goes
 on the machine falls on all of them alike.
 
-Usage: ``python -m bench.suites ours|plain-defaults|plain-best|celery --out FILE [--quick]
+Usage: ``python -m bench.jobs.suites ours|plain-defaults|plain-best|celery --out FILE [--quick]
 [--round N]``. Writes one run of each measurement (and its wall time) as a JSON object.
 """
 
@@ -183,7 +183,7 @@ def run_round(name: str, system, size: dict, first: bool) -> dict:
 
 
 def make_system(name: str):
-    from bench import systems
+    from bench.jobs import systems
 
     if name.startswith("ours"):
         return systems.Ours(key=name)
@@ -207,7 +207,7 @@ def _terminate(signum, frame):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.suites")
+    parser = argparse.ArgumentParser(prog="python -m bench.jobs.suites")
     parser.add_argument("suite", choices=SUITES)
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true")

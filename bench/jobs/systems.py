@@ -165,7 +165,10 @@ class PlainQ2:
     def start(self) -> Service:
         return qcluster(
             self.key,
-            {"DJANGO_SETTINGS_MODULE": "bench.settings_plain", "BENCH_PLAIN_PROFILE": self.profile},
+            {
+                "DJANGO_SETTINGS_MODULE": "bench.jobs.settings_plain",
+                "BENCH_PLAIN_PROFILE": self.profile,
+            },
         )
 
     def _async(self, *args) -> None:
