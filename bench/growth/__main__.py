@@ -37,9 +37,9 @@ from pathlib import Path
 import django
 from django.conf import settings
 
-from bench import ledger
 from bench.common.procs import kill_leftovers
 from bench.common.runs import document_of, load_average, log, prepare_database, publish, versions
+from bench.growth import ledger
 from bench.jobs.report import busy_warning
 from bench.jobs.systems import Ours, sql
 

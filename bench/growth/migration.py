@@ -3,8 +3,8 @@ blocks the job path meanwhile: it is reversed to 0005, then applied again while 
 enqueues a job every 10 ms and records how long each took.
 
 Usage (after `make bench-growth`, which leaves `bimride_bench` filled):
-``flock /tmp/bimride-bench.lock .venv/bin/python -m bench.migration`` with DATABASE_URL set to
-the server (`make db-start` prints it). It prints the timings; it writes no result file.
+``flock /tmp/bimride-bench.lock .venv/bin/python -m bench.growth.migration`` with DATABASE_URL set
+to the server (`make db-start` prints it). It prints the timings; it writes no result file.
 """
 
 import os
