@@ -33,8 +33,8 @@ import time
 
 import requests
 
-from bench.api_compare import alternation
-from bench.api_setup import (
+from bench.api.compare import alternation
+from bench.api.setup import (
     BENCH_DB,
     baseline_worktree,
     check_code,

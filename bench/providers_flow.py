@@ -2,9 +2,9 @@
 against the production layout at default settings, one release per run.
 
 Each run is `bench.api`'s: a fresh copy of the release's migrated and seeded database, its
-gunicorn (3 sync workers) and one `qcluster` per queue started by `bench.api_setup`, the
+gunicorn (3 sync workers) and one `qcluster` per queue started by `bench.api.setup`, the
 Stripe stand-in answering every request `stripe_latency` s late and the email (Postmark)
-stand-in every send `email_latency` s late, and `bench.api_load` sending the ride flow at
+stand-in every send `email_latency` s late, and `bench.api.load` sending the ride flow at
 8 requests per ride (create, accept, the rider's read, start, complete, 3 location pings).
 After the load the run waits until every completed ride is captured and receipted, at most
 `drain` seconds, then reads from the database, per completed ride: completed → captured (the
@@ -24,9 +24,9 @@ from types import SimpleNamespace
 
 import psycopg
 
-from bench.api_compare import problems
-from bench.api_report import percentile, summarize
-from bench.api_setup import (
+from bench.api.compare import problems
+from bench.api.report import percentile, summarize
+from bench.api.setup import (
     BENCH_DB,
     QUEUE_SERVICES,
     QUEUES,
@@ -41,7 +41,7 @@ from bench.common.procs import Service
 from bench.peaks import Peaks, log
 from bench.providers_jobs import worker_settings
 
-REQUESTS_PER_RIDE = 8  # bench.api_load's steps
+REQUESTS_PER_RIDE = 8  # bench.api.load's steps
 
 RIDE_TIMES = """
 SELECT r.completed_at,
@@ -117,7 +117,7 @@ def run_flow(arm: Arm, args, env: dict) -> dict:
         peaks = Peaks(product, database_url=url, database=BENCH_DB).start()
         log(f"{name} ({rate:g} requests/s) for {args.duration:g}s")
         nice = ["nice", "-n", "-5"] if os.geteuid() == 0 else []
-        command = [*nice, sys.executable, "-m", "bench.api_load", str(plan_path), str(out_path)]
+        command = [*nice, sys.executable, "-m", "bench.api.load", str(plan_path), str(out_path)]
         load = Service("api-load", command, {})
         deadline = time.monotonic() + args.duration + 60
         while load.alive() and time.monotonic() < deadline:

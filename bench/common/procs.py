@@ -17,7 +17,7 @@ OURS = (
     "celery",
     "gunicorn",
     "standin",
-    "bench.api_load",
+    "bench.api.load",
     "redis-server",
 )  # what may appear in the command line of a listed process
 

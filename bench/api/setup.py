@@ -155,7 +155,7 @@ def prepare_template(admin: psycopg.Connection, base_url: str, arm: Arm) -> None
     run = {"cwd": arm.root, "env": env, "check": True, "timeout": 300}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], **run)
     seeded = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "api_seed.py")], **run, capture_output=True
+        [sys.executable, str(ROOT / "bench" / "api" / "seed.py")], **run, capture_output=True
     )
     arm.tokens = json.loads(seeded.stdout)
 

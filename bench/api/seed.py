@@ -1,5 +1,5 @@
 """Seed the API benchmark's database with the code under test: riders and available drivers
-near the pickup, with API tokens. Run as a script (``python bench/api_seed.py``) with the
+near the pickup, with API tokens. Run as a script (``python bench/api/seed.py``) with the
 working directory and PYTHONPATH at the release measured, so that its own models write its own
 schema; it prints ``{"riders": [...], "drivers": [...]}`` (the tokens) on stdout. It imports
 nothing of `bench`, which that release may not have."""

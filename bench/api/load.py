@@ -1,6 +1,6 @@
 """The open-loop load generator of `bench.api`, run as its own process.
 
-Usage: ``python -m bench.api_load PLAN.json OUT.json``. The plan names the base URL, the rate
+Usage: ``python -m bench.api.load PLAN.json OUT.json``. The plan names the base URL, the rate
 (requests/s), the duration, the riders' and drivers' tokens and the client timeout.
 
 Requests go out on a fixed schedule, one every 1/rate seconds, whatever the server does (open

@@ -4,8 +4,8 @@ capacity search, targets and tables), the markdown summaries and the plots."""
 import statistics
 from pathlib import Path
 
-from bench.api_load import EXPECTED
-from bench.api_setup import SLOW_PROVIDER_SECONDS
+from bench.api.load import EXPECTED
+from bench.api.setup import SLOW_PROVIDER_SECONDS
 
 KINDS = ("create", "accept", "read", "start", "complete", "ping")
 TARGET_P95_COMPLETE_MS = 15.0

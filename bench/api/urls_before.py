@@ -1,4 +1,4 @@
-"""The URLs of `bench.settings_before`: the product's, with a completion that mails the receipt
+"""The URLs of `bench.api.settings_before`: the product's, with a completion that mails the receipt
 synchronously (the seeds' "before"), to measure what moving it to a job bought."""
 
 from django.urls import path

@@ -7,22 +7,22 @@ DATABASE_URL set (the Makefile exports it). The baseline (default 3d48880) is ch
 a temporary git worktree (.data/bench-baseline, removed at the end) and run by the project's
 interpreter and packages. On that server each release gets a template database migrated and
 seeded by its own code; every run copies its release's template into `bimride_bench_api` and
-starts that release's processes (`bench.api_setup`): gunicorn (DEBUG off, logs at WARNING), one
-qcluster per queue, the Stripe and Postmark stand-ins. A separate process (`bench.api_load`)
+starts that release's processes (`bench.api.setup`): gunicorn (DEBUG off, logs at WARNING), one
+qcluster per queue, the Stripe and Postmark stand-ins. A separate process (`bench.api.load`)
 sends the ride flow (create, accept, the rider's GET of the ride, start, complete, location
 pings) at a constant rate while the workers run and drain the jobs it causes.
 
 At each rate, lowest first, runs alternate A, B (`--repeat` pairs): the latency table's rates
 (10, 50, 100, 200 requests/s) and the capacity search's steps (every `--capacity-step` up to
 `--max-rate`; a release stops going up at its first failure: `complete` p95 not under 50 ms or
-any error). Reported (`bench.api_compare`): CPU per request per process at `--cpu-rate`, each
+any error). Reported (`bench.api.compare`): CPU per request per process at `--cpu-rate`, each
 endpoint's p50/p95 per rate, capacity, the issue's targets as B / A ratios and the headline
 (`complete` p95 under 15 ms at 200 requests/s). Prints the tables, writes bench/results/api.md,
 api.json and api_latency.png.
 
 ``--receipt`` runs the earlier comparison instead (this tree only): "after" (the receipt is a
 job) at `--rate`, `--repeat` times, optionally at the `--sweep` rates, then "before"
-(`bench.settings_before`: the receipt sent inside the completion request, the Postmark stand-in
+(`bench.api.settings_before`: the receipt sent inside the completion request, the Postmark stand-in
 answering in 2 s) beside "after" at `--before-rate`; it writes api_receipt.md, .json and
 api_receipt_latency.png. Every process is stopped at the end, whatever happens."""
 
@@ -36,8 +36,8 @@ import time
 
 import psycopg
 
-from bench import api_compare as ab
-from bench.api_report import (
+from bench.api import compare as ab
+from bench.api.report import (
     compact,
     markdown,
     median_of,
@@ -47,7 +47,7 @@ from bench.api_report import (
     sweep_table,
     table,
 )
-from bench.api_setup import (
+from bench.api.setup import (
     Arm,
     CpuMeter,
     baseline_worktree,
@@ -110,7 +110,7 @@ def run_once(
         cpu_first = meter.sample()
         load = Service(
             "api-load",
-            [*nice, sys.executable, "-m", "bench.api_load", str(plan_path), str(out_path)],
+            [*nice, sys.executable, "-m", "bench.api.load", str(plan_path), str(out_path)],
             {},
         )
         profilers = []
@@ -240,7 +240,7 @@ def receipt(args, env: dict) -> dict:
                 args,
                 env,
                 phase="before",
-                settings="bench.settings_before",
+                settings="bench.api.settings_before",
                 slow=True,
             )
             document["before"] = {"runs": [before]}

@@ -1,11 +1,11 @@
 """The A/B comparison of `bench.api`: which runs to make (alternation, the capacity search),
 the figures per release and their ratios, the issue's targets, the tables, the markdown report
-and the plot. Pure functions of the runs' summaries (`bench.api_report.summarize`)."""
+and the plot. Pure functions of the runs' summaries (`bench.api.report.summarize`)."""
 
 import statistics
 from pathlib import Path
 
-from bench.api_report import KINDS, fmt, median_of, problems
+from bench.api.report import KINDS, fmt, median_of, problems
 
 TABLE_RATES = (10.0, 50.0, 100.0, 200.0)  # requests/s of the latency table
 CAPACITY_P95_MS = 50.0  # capacity: the highest rate with `complete` p95 under this, no errors
@@ -75,7 +75,7 @@ def ratio(b: float | None, a: float | None) -> float | None:
 
 
 def medians(runs: list[dict]) -> dict[str, dict[float, dict]]:
-    """Per release and rate, the medians over its runs (`bench.api_report.median_of`)."""
+    """Per release and rate, the medians over its runs (`bench.api.report.median_of`)."""
     grouped: dict[str, dict[float, list]] = {}
     for run in runs:
         grouped.setdefault(run["arm"], {}).setdefault(run["rate"], []).append(run)
