@@ -11,7 +11,7 @@ database sessions. Celery gets the same backlog through Redis (Debian's `redis-s
 free loopback port, installed with apt-get when missing) and `celery worker --pool threads
 --concurrency N`, N = our processes × attempts in flight per process.
 
-``python -m bench.providers_jobs fill N INTENT`` (DATABASE_URL set) is the enqueuing child.
+``python -m bench.providers.jobs fill N INTENT`` (DATABASE_URL set) is the enqueuing child.
 """
 
 import json
@@ -25,7 +25,7 @@ import psycopg
 
 from bench.common.procs import ROOT, Service
 from bench.common.provider_call import PROVIDER_JOB, PROVIDER_QUEUE
-from bench.peaks import Peaks, log
+from bench.providers.peaks import Peaks, log
 from devtools.supervisor import free_port
 
 SETTINGS_SCRIPT = """
@@ -137,7 +137,7 @@ def run_ours(
     """Enqueue `jobs` jobs, start the queue's qcluster, wait until they are done (at most
     `limit` s); the drain's figures."""
     subprocess.run(
-        [sys.executable, "-m", "bench.providers_jobs", "fill", str(jobs), intent],
+        [sys.executable, "-m", "bench.providers.jobs", "fill", str(jobs), intent],
         cwd=ROOT,
         env={**os.environ, **env},
         check=True,
@@ -239,5 +239,5 @@ def fill(jobs: int, intent: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["fill"]:
-        raise SystemExit("usage: python -m bench.providers_jobs fill N INTENT")
+        raise SystemExit("usage: python -m bench.providers.jobs fill N INTENT")
     fill(int(sys.argv[2]), sys.argv[3])

@@ -38,8 +38,8 @@ from bench.api.setup import (
     warm_up,
 )
 from bench.common.procs import Service
-from bench.peaks import Peaks, log
-from bench.providers_jobs import worker_settings
+from bench.providers.jobs import worker_settings
+from bench.providers.peaks import Peaks, log
 
 REQUESTS_PER_RIDE = 8  # bench.api.load's steps
 

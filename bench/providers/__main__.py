@@ -5,13 +5,13 @@ Usage: ``python -m bench.providers [--quick] [--only jobs|flow] [--baseline REF]
 [--rides R] [--duration S] [--drain S] [--repeat N]`` with DATABASE_URL set (the Makefile
 exports it).
 
-(a) `bench.providers_jobs`: `--jobs` jobs (1,500) whose handler reads a PaymentIntent from the
+(a) `bench.providers.jobs`: `--jobs` jobs (1,500) whose handler reads a PaymentIntent from the
 Stripe stand-in answering in `--stripe-latency` s (0.3), drained by this tree's `critical`
 queue worker at default settings, then by Celery's threads pool at the same total concurrency
 (processes × attempts per process, as the settings say), Redis as its broker: jobs per second,
 peak summed RSS of the workers, peak database sessions.
 
-(b) `bench.providers_flow`: the ride flow at `--rides` rides/s (10; 8 requests a ride) for
+(b) `bench.providers.flow`: the ride flow at `--rides` rides/s (10; 8 requests a ride) for
 `--duration` s (60) with Stripe at 0.3 s and email at `--email-latency` s (2), against a
 baseline release (`--baseline`, default f21c151, a temporary git worktree) and this tree,
 runs alternating A, B (`--repeat` pairs): completed → captured and → receipt sent p50 / p95,
@@ -47,9 +47,9 @@ from bench.api.setup import (
 from bench.common.procs import ROOT, Service
 from bench.common.provider_call import PROVIDER_QUEUE, intent_create
 from bench.common.runs import load_average, write_atomically
-from bench.peaks import log
-from bench.providers_flow import run_flow
-from bench.providers_jobs import run_celery, run_ours, start_redis, worker_env, worker_settings
+from bench.providers.flow import run_flow
+from bench.providers.jobs import run_celery, run_ours, start_redis, worker_env, worker_settings
+from bench.providers.peaks import log
 from devtools.supervisor import free_port, wait_http
 
 RESULTS = ROOT / "bench" / "results"
