@@ -136,7 +136,7 @@ def wait_idle(timeout: float) -> int:
 
 
 def actors(pairs: int, label: str) -> list[tuple]:
-    from bench.reliability_http import make_actor
+    from bench.reliability.http import make_actor
 
     return [
         (make_actor("rider", f"{label}r{i}"), make_actor("driver", f"{label}d{i}"))
@@ -146,7 +146,7 @@ def actors(pairs: int, label: str) -> list[tuple]:
 
 def ride_phase(hosts, actors: list[tuple], rides: int) -> tuple[int, int]:
     """Run the ride flow until `rides` rides completed; return (completed, jobs created)."""
-    from bench.reliability_hosts import Balancer, RideLoad
+    from bench.reliability.hosts import Balancer, RideLoad
     from bimride.jobs.models import Job
 
     first = Job.objects.order_by("-id").values_list("id", flat=True).first() or 0
@@ -217,12 +217,12 @@ def main() -> None:
     base = os.environ["DATABASE_URL"]
     url = prepare(base)
     os.environ |= {"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "bimride.settings"}
-    os.environ["JOB_EXTRA_MODULES"] = "bench.common.jobtypes,bench.reliability_jobtypes"
+    os.environ["JOB_EXTRA_MODULES"] = "bench.common.jobtypes,bench.reliability.jobtypes"
     import django
 
     django.setup()
-    from bench.reliability_hosts import Host
-    from bench.reliability_procs import Processes
+    from bench.reliability.hosts import Host
+    from bench.reliability.procs import Processes
     from devtools.pgbouncer import PgBouncer
     from devtools.postmark_standin import PostmarkStandin
     from devtools.stripe_standin import StripeStandin

@@ -10,9 +10,9 @@ import requests
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from bench.reliability_faults import Result
-from bench.reliability_http import RIDE_BODY, make_actor
-from bench.reliability_procs import Processes, say
+from bench.reliability.faults import Result
+from bench.reliability.http import RIDE_BODY, make_actor
+from bench.reliability.procs import Processes, say
 from bimride.jobs.models import DeadLetter, Job
 from devtools.postmark_standin import PostmarkStandin
 from devtools.stripe_standin import StripeStandin

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import requests
 
-from bench.reliability_faults import Result
-from bench.reliability_http import make_actor
-from bench.reliability_procs import ROOT
+from bench.reliability.faults import Result
+from bench.reliability.http import make_actor
+from bench.reliability.procs import ROOT
 
 CONFIG = ROOT / "bench" / "schemathesis.toml"
 LOGS = ROOT / ".data" / "reliability-fuzz"
@@ -109,7 +109,7 @@ def _failure_details(log: Path) -> list[str]:
 
 def _dead_letters(count: int) -> None:
     """Open dead letters, so that staff's list, retry and discard answer with data."""
-    from bench.reliability_jobtypes import NAME
+    from bench.reliability.jobtypes import NAME
     from bimride.jobs.engine.enqueue import enqueue
     from bimride.jobs.models import DeadLetter, Job
 

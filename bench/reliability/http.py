@@ -14,8 +14,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
-from bench.reliability_faults import Result
-from bench.reliability_guessing import BOTNET, GUESSES, guessing, innocents
+from bench.reliability.faults import Result
+from bench.reliability.guessing import BOTNET, GUESSES, guessing, innocents
 from rides.models import Driver, Ride, RideOffer, Rider
 
 RIDE_BODY = {"pickup": {"lat": 52.52, "lng": 13.405}, "dropoff": {"lat": 52.50, "lng": 13.45}}

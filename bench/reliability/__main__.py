@@ -34,7 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
-from bench.reliability_procs import PGDATA, ROOT, Processes, devdb, say
+from bench.reliability.procs import PGDATA, ROOT, Processes, devdb, say
 
 RESULTS = ROOT / "bench" / "results"
 BUDGET = 15 * 60  # seconds: scenarios not started by then are reported as skipped
@@ -99,15 +99,15 @@ STANDINS = ("devtools/stripe_standin", "devtools/postmark_standin.py")
 
 def provider_outage(procs, cfg):
     """Scenario 6: the Stripe and Postmark stand-ins fail 503 under load (see
-    bench/reliability_providers.py); reported "not run" while either stand-in is missing."""
-    from bench.reliability_faults import Result
+    bench/reliability/providers.py); reported "not run" while either stand-in is missing."""
+    from bench.reliability.faults import Result
 
     missing = [path for path in STANDINS if not (ROOT / path).exists()]
     if missing:
         result = Result("6. provider outage", status="not run")
         result.notes.append("not run: stand-ins not available (" + ", ".join(missing) + ")")
         return result
-    from bench.reliability_providers import provider_outage as run_outage
+    from bench.reliability.providers import provider_outage as run_outage
 
     return run_outage(procs, cfg)
 
@@ -124,7 +124,7 @@ def setup_database() -> str:
     url = devdb("start")  # creates it again
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bimride.settings")
-    os.environ["JOB_EXTRA_MODULES"] = "bench.reliability_jobtypes"
+    os.environ["JOB_EXTRA_MODULES"] = "bench.reliability.jobtypes"
     say("migrating")
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True
@@ -139,11 +139,9 @@ def setup_database() -> str:
 
 
 def run(cfg, only: set[int]) -> list:
-    from bench import reliability_faults as faults
-    from bench import reliability_fuzz as fuzz
-    from bench import reliability_http as http
-    from bench.reliability_faults import Result
-    from bench.reliability_hosts import many_hosts
+    from bench.reliability import faults, fuzz, http
+    from bench.reliability.faults import Result
+    from bench.reliability.hosts import many_hosts
 
     started = time.monotonic()
     results: list[Result] = []
@@ -236,7 +234,9 @@ def write(results: list, cfg, mode: str, elapsed: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.reliability", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="smaller scenarios (~3 minutes)")
     parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="scenario numbers, e.g. 1,4")
     parser.add_argument("--jobs", type=int, help="jobs in scenario 1")

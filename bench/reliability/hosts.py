@@ -10,7 +10,7 @@ The survivors finish its work: the jobs it was running once their lease expires 
 its clusters had taken from the broker after JOB_STALL_AFTER_SECONDS (both handed back by the
 relay, a cron job they run), its deferred jobs when due.
 
-The accounting is done at the providers and in the ledger (bench/reliability_accounts.py).
+The accounting is done at the providers and in the ledger (bench/reliability/accounts.py).
 """
 
 import contextlib
@@ -26,12 +26,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from bench.reliability_accounts import FINISHED, Accounting
-from bench.reliability_faults import Result
-from bench.reliability_http import RIDE_BODY, make_actor
-from bench.reliability_jobtypes import NAME, create_effects_table
-from bench.reliability_procs import LOG_DIR, Proc, Processes, say
-from bench.reliability_providers import COMPLETE_BODY
+from bench.reliability.accounts import FINISHED, Accounting
+from bench.reliability.faults import Result
+from bench.reliability.http import RIDE_BODY, make_actor
+from bench.reliability.jobtypes import NAME, create_effects_table
+from bench.reliability.procs import LOG_DIR, Proc, Processes, say
+from bench.reliability.providers import COMPLETE_BODY
 from bimride.jobs.engine.broker import QUEUE_TABLE, job_of
 from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.models import Job

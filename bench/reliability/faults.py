@@ -20,8 +20,8 @@ from django.db.models import Count
 from django.db.utils import DatabaseError
 from django.utils import timezone
 
-from bench.reliability_jobtypes import NAME, create_effects_table, effect_counts
-from bench.reliability_procs import Proc, Processes, devdb, say
+from bench.reliability.jobtypes import NAME, create_effects_table, effect_counts
+from bench.reliability.procs import Proc, Processes, devdb, say
 from bimride.jobs.engine.broker import QUEUE_TABLE, job_of
 from bimride.jobs.engine.enqueue import enqueue
 from bimride.jobs.engine.relay import relay

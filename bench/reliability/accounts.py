@@ -1,4 +1,4 @@
-"""The accounting of scenario 7 (bench/reliability_hosts.py), at the providers and in the ledger.
+"""The accounting of scenario 7 (bench/reliability/hosts.py), at the providers and in the ledger.
 
 - Stripe: captures per payment intent (never more than one), every completed ride captured.
 - The email provider's stand-in: receipts per ride, read from the receipt number in the
@@ -20,7 +20,7 @@ from itertools import pairwise
 from django.db.models import Count
 from django.utils import timezone
 
-from bench.reliability_jobtypes import effect_counts
+from bench.reliability.jobtypes import effect_counts
 from bimride.jobs.models import DeadLetter, Job, JobEvent, ScheduleRun
 from rides.models import Ride
 

@@ -65,7 +65,7 @@ class Processes:
             f"Q_WORKERS_{queue.upper()}": str(workers),
             "JOB_RETRY_SCALE": "0.01",
             "JOB_LEASE_GRACE_SECONDS": "1",
-            "JOB_EXTRA_MODULES": "bench.reliability_jobtypes",
+            "JOB_EXTRA_MODULES": "bench.reliability.jobtypes",
             "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
         }
         return self.start(name, [sys.executable, "manage.py", "qcluster"], {**base, **env})
