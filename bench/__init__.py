@@ -1,1 +1,3 @@
-"""Benchmarks, run by `make bench-jobs`; speed is measured here, never asserted in tests."""
+"""Benchmarks and the reliability suite, one package a make target runs with `python -m`:
+`jobs`, `growth`, `api`, `capacity`, `providers` and `reliability`; what several share is in
+`common`. Speed is measured here, never asserted in tests."""

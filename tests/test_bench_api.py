@@ -1,7 +1,7 @@
 """The API benchmark's pure decisions: the order of its runs and its capacity search."""
 
-from bench import api_compare as ab
-from bench.api_load import STEPS, offsets, step_of
+from bench.api import compare as ab
+from bench.api.load import STEPS, offsets, step_of
 
 
 def run(arm: str, p95: float, errors: int = 0, skipped: int = 0) -> dict:

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.peaks import group_rss
-from bench.providers import cell
-from bench.providers_flow import outcome
-from bench.providers_jobs import per_process
+from bench.providers.__main__ import cell
+from bench.providers.flow import outcome
+from bench.providers.jobs import per_process
+from bench.providers.peaks import group_rss
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
