@@ -147,8 +147,8 @@ def database_url() -> str:
 
 
 def _listen_bypassing_the_pooler() -> dict[str, str]:
-    """Through the pooler, workers LISTEN on a direct connection, as deployed (README
-    "Deploying"); a test passes JOB_LISTEN_DATABASE_URL="" to see them poll instead."""
+    """Through the pooler, workers LISTEN on a direct connection, as deployed
+    (docs/deploying.md); a test passes JOB_LISTEN_DATABASE_URL="" to see them poll instead."""
     from tests.pooler import direct_database_url, pooled
 
     return {"JOB_LISTEN_DATABASE_URL": direct_database_url()} if pooled() else {}

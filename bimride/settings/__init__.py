@@ -1,4 +1,4 @@
-"""BimRide's settings, all from the environment (see the README's configuration table).
+"""BimRide's settings, all from the environment (docs/configuration.md lists every variable).
 
 Django's core is here; each section is a module of its own that reads its variables with
 django-environ's typed readers (env.py) and imports what it needs of the others: security,

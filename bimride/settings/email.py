@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from bimride.settings.env import BASE_DIR, PRODUCTION, env
 
 # The provider is a setting, EMAIL_PROVIDER: Postmark by default (anymail tests it upstream; why
-# in the README), or SendGrid (anymail still ships it, untested upstream since 13.0.1). Sending
+# in docs/api.md), or SendGrid (anymail still ships it, untested upstream since 13.0.1). Sending
 # goes through the provider's anymail backend once its credentials are set; without them,
 # development uses EMAIL_BACKEND (the console by default, so it works offline; `make run` starts
 # the provider's stand-in and gives its processes the stand-in's credentials).
@@ -44,9 +44,9 @@ if all(_email_secrets[name] for name in _email_credentials):
 else:
     EMAIL_BACKEND = env.str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 if EMAIL_PROVIDER == "sendgrid":
-    # Chosen knowingly (the README states anymail's status for SendGrid): its notice that
+    # Chosen knowingly (docs/api.md states anymail's status for SendGrid): its notice that
     # anymail "has dropped official support for SendGrid" is a system check and a warning from
-    # every backend and webhook instance; said once in the README, not by every process.
+    # every backend and webhook instance; said once in docs/api.md, not by every process.
     SILENCED_SYSTEM_CHECKS = ["anymail.W003"]
     warnings.filterwarnings(
         "ignore", message="django-anymail has dropped official support for SendGrid"

@@ -55,14 +55,14 @@ TASKS = {
 # Idle pushers wait for new jobs on LISTEN/NOTIFY, which needs a session of its own: direct, a
 # connection to DATABASE_URL; behind a transaction-mode pooler (where a LISTEN hears nothing),
 # one to JOB_LISTEN_DATABASE_URL, the same database bypassing the pooler. Behind a pooler without
-# it, pushers poll every JOB_POLL_SECONDS instead (README "Deploying": what that costs).
+# it, pushers poll every JOB_POLL_SECONDS instead (docs/deploying.md: what that costs).
 JOB_LISTEN_DATABASE_URL = env.str("JOB_LISTEN_DATABASE_URL", "")
 JOB_PICKUP = "poll" if DB_TRANSACTION_POOLER and not JOB_LISTEN_DATABASE_URL else "listen"
 JOB_LISTEN_CONNECT_TIMEOUT = env.float("JOB_LISTEN_CONNECT_TIMEOUT", 5.0)  # seconds
 JOB_POLL_SECONDS = env.float("JOB_POLL_SECONDS", 0.25 if JOB_PICKUP == "poll" else 1.0)
 
 # Attempts in flight per worker process (threads): most jobs of `critical` and `default` wait on
-# Stripe or the email provider, `bulk`'s use the CPU (README "Concurrency").
+# Stripe or the email provider, `bulk`'s use the CPU (docs/jobs.md, "Concurrency per queue").
 JOB_CONCURRENCY = {
     "critical": env.int("JOB_CONCURRENCY_CRITICAL", 25),
     "default": env.int("JOB_CONCURRENCY_DEFAULT", 25),
@@ -77,7 +77,8 @@ JOB_DB_POOL_SIZE = env.int("JOB_DB_POOL_SIZE", 4)
 JOB_DB_POOL_TIMEOUT = env.float("JOB_DB_POOL_TIMEOUT", 30.0)
 JOB_DB_CONNECTION_BUDGET = env.int("JOB_DB_CONNECTION_BUDGET", 40)
 # Requests per second each provider may be sent, by every host together ("stripe=100,email=20";
-# 0: no limit). Stripe's documented default for live mode is 100 (README "Rate limits").
+# 0: no limit). Stripe's documented default for live mode is 100 (docs/jobs.md, "Provider rate
+# limits").
 # FCM's own quota (600,000 messages a minute per project) is far above what BimRide sends.
 PROVIDER_RATE_LIMITS = {"stripe": 100.0, "email": 0.0, "fcm": 0.0} | env.dict(
     "PROVIDER_RATE_LIMITS", cast={"value": float}, default={}

@@ -23,7 +23,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-# Failed sign-ins lock in layers (bimride.access.lockout says how; the README why these figures):
+# Failed sign-ins lock in layers (bimride.access.lockout says how, docs/operations.md why these
+# figures):
 # the account from one address after LOGIN_FAILURE_LIMIT failures (django-axes' own lock); the
 # address, at any accounts, after LOGIN_ADDRESS_FAILURE_LIMIT (sized for carrier NAT: thousands
 # of riders behind one address); the account, from any addresses, after

@@ -22,7 +22,7 @@ from tests.conftest import wait_until
 
 # The upstream code each patch replaces or relies on, with the sha256 of its source as reviewed
 # for django-q2 1.11.1 on CPython 3.11. When one changes, re-review that patch in
-# bimride/jobs/engine/q2compat.py (and its README row), then pin the new digest here.
+# bimride/jobs/engine/q2compat.py (and its row in docs/jobs.md), then pin the new digest here.
 REVIEWED = {
     "task queue": {
         "django_q.queues.Queue": "4b08355a852062e38a1a2bbeb13405e9e7f18be0337941360d3db9dbc1862b9b",
@@ -103,7 +103,8 @@ def test_the_upstream_code_each_patch_relies_on_is_the_code_reviewed(patch, dott
     digest = hashlib.sha256(upstream_source(dotted).encode()).hexdigest()
     assert digest == REVIEWED[patch][dotted], (
         f"{dotted} changed since the {patch!r} patch was reviewed: re-review that patch in"
-        f" bimride/jobs/engine/q2compat.py and its README row, then pin sha256 {digest} here"
+        f" bimride/jobs/engine/q2compat.py and its row in docs/jobs.md, then pin sha256"
+        f" {digest} here"
     )
 
 

@@ -81,7 +81,7 @@ def test_a_job_waits_for_an_earlier_live_job_of_its_key_without_using_an_attempt
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
 def test_jobs_of_one_key_run_one_at_a_time_in_order_across_hosts(start_cluster):
-    if pooled():  # once timed out there (40 s), not yet explained: see the README's Known limits
+    if pooled():  # once timed out there (40 s), not yet explained: docs/operations.md, Known limits
         pytest.skip("runs directly connected only until its timeout through PgBouncer is explained")
     create_spans_table()
     for host in ("a", "b"):  # two clusters of the same queue, as two hosts

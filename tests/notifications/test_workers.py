@@ -98,7 +98,7 @@ def test_receipts_survive_a_provider_outage_and_arrive_exactly_once(
     assert all(n.status == "sent" and n.attempts >= 3 for n in notifications)
     # The workers sent through the provider's anymail backend without repeating anymail's
     # notice about SendGrid: the default provider never emits it, and choosing SendGrid
-    # silences it (the README states SendGrid's status once).
+    # silences it (docs/api.md states SendGrid's status once).
     assert "dropped official support for SendGrid" not in workers.log_path.read_text()
 
 

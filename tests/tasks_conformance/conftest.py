@@ -5,7 +5,7 @@ from django_tasks.signals import task_enqueued, task_finished, task_started
 
 from bimride.jobs.models import Job
 
-TABLE = "README, Tasks API, 'Differences from the reference'"
+TABLE = "docs/jobs.md, 'Differences from the reference'"
 
 
 def differs(row: str, why: str):

@@ -1,7 +1,7 @@
 """Conformance of the Tasks backend with the reference (the django-tasks backport's suites and
 its database backend's, django-tasks-db): what a backend does in the process that enqueues and
 reads results. What a worker does is in test_worker.py; every behaviour the reference suites
-check is in one of the two, passing, or skipped with the row of the README's differences table
+check is in one of the two, passing, or skipped with the row of docs/jobs.md's differences table
 that says why BimRide does otherwise."""
 
 import dataclasses

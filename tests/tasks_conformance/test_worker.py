@@ -190,7 +190,7 @@ def test_due_tasks_run_highest_priority_first_then_oldest_run_after(start_cluste
     low = tasks.noop.using(priority=2).enqueue()
     lower = tasks.noop.using(priority=-2).enqueue()
     # One attempt at a time, as the reference's worker runs them: with threads they are taken
-    # in this order but run side by side (README, 'Differences from the reference').
+    # in this order but run side by side (docs/jobs.md, 'Differences from the reference').
     start_cluster("default", workers=1, JOB_CONCURRENCY_DEFAULT="1")
     due = [very_old, old, high, low, lower]
     wait_finished(*due)

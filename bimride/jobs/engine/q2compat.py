@@ -4,7 +4,7 @@ The rest of the product imports django-q2's classes from here. Where django-q2's
 breaks a promise of the job system, a patch replaces it; `apply()`, called by the jobs app's
 `ready()` in every process, first checks that the installed django-q2 is the version the
 patches were written for and still has what each of them relies on, and refuses to start
-(`ImproperlyConfigured`, naming what changed) otherwise. The README's "django-q2
+(`ImproperlyConfigured`, naming what changed) otherwise. docs/jobs.md's "django-q2
 compatibility" says, per patch, what django-q2 would have to change for it to go;
 tests/jobs/test_q2compat.py pins the source of the upstream code each patch was reviewed
 against.
@@ -296,7 +296,7 @@ def apply() -> None:
     if problems:
         raise ImproperlyConfigured(
             "django-q2 is not what bimride/jobs/engine/q2compat.py was written for; re-review its"
-            " patches (README, 'django-q2 compatibility'):\n- " + "\n- ".join(problems)
+            " patches (docs/jobs.md, 'django-q2 compatibility'):\n- " + "\n- ".join(problems)
         )
     for owner, name, replacement in PATCHES:
         current = getattr(owner, name)
