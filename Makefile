@@ -51,7 +51,8 @@ bench-api: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.api $(BENCH_ARGS)
 
-# What a ride and a job cost PostgreSQL (statements, rows, WAL, CPU): bench/README.md's capacity model.
+# What a ride and a job cost PostgreSQL (statements, rows, WAL, CPU): the capacity model in
+# bench/README.md.
 bench-capacity: venv
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@export DATABASE_URL="$(DB_URL)" && $(PY) -m bench.capacity $(BENCH_ARGS)

@@ -5,7 +5,7 @@ process groups of the given services (a service is started in its own session, s
 its main process, forked workers and their threads), and the sessions open on one database
 (pg_stat_activity, the sampler's own excluded: it connects to the server's `postgres`
 database). Summed RSS counts pages shared by forked processes once per process, as `ps` and the
-README's figures do.
+figures in bench/README.md ("Jobs that wait on providers") do.
 """
 
 import contextlib

@@ -166,6 +166,15 @@ def test_workers_holding_more_connections_than_the_budget_are_refused(settings):
     assert "JOB_DB_CONNECTION_BUDGET (40)" in error.msg and "critical: 2 × 30" in error.msg
 
 
+def test_settings_without_alt_clusters_count_one_worker_for_the_other_queues(settings):
+    settings.Q_CLUSTER = {"name": "default", "orm": "default", "workers": 2}  # plain django-q2's
+    settings.JOB_DB_CONNECTION_BUDGET = 12  # default 2 × 4, critical 1 × 4, bulk 1 × 1: 13
+    [error] = errors({"jobs.E003"})
+    assert "up to 13 database connections" in error.msg and "critical: 1 × 4" in error.msg
+    settings.JOB_DB_CONNECTION_BUDGET = 13
+    assert errors({"jobs.E003"}) == []
+
+
 def test_a_rate_limit_for_an_unknown_provider_is_refused(settings):
     settings.PROVIDER_RATE_LIMITS = {"stripe": 100.0, "strpie": 5.0}
     [error] = errors({"jobs.E004"})

@@ -9,9 +9,11 @@ from bimride.jobs.engine import events, ratelimit, registry
 
 
 def workers_of(queue: str) -> int:
+    """Worker processes of `queue` on one host; a queue no cluster is configured for counts one.
+    ALT_CLUSTERS is optional to django-q2 (plain single-cluster settings have none)."""
     if queue == settings.Q_CLUSTER["name"]:
         return settings.Q_CLUSTER["workers"]
-    return settings.Q_CLUSTER["ALT_CLUSTERS"].get(queue, {}).get("workers", 1)
+    return settings.Q_CLUSTER.get("ALT_CLUSTERS", {}).get(queue, {}).get("workers", 1)
 
 
 def connections_of(queue: str) -> int:
