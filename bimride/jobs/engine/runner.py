@@ -205,10 +205,11 @@ ORDER BY earlier.id LIMIT 1
 
 @transaction.atomic
 def _not_claimed(job_id: int) -> None:
-    """A delivery that claimed nothing must not swallow a job that still waits: one that came
-    before it was due (clock skew) is pushed again; one whose key an earlier job still holds
-    waits its turn, pushed again for when that job is due or, if it runs, a moment later. No
-    attempt is used."""
+    """A delivery that claimed nothing must not swallow a job that still waits, as its broker
+    row is gone: the job is pushed again. One whose key an earlier job still holds waits its
+    turn, due when that job is or, if it runs, a moment later; one that came before it was due
+    (clock skew) keeps its time; one whose key came free since the claim looked (the earlier
+    job ended meanwhile) is due at once. No attempt is used."""
     job = Job.objects.select_for_update().filter(pk=job_id, state__in=["queued", "retrying"])
     job = job.first()
     if job is None:
@@ -222,8 +223,7 @@ def _not_claimed(job_id: int) -> None:
         job.run_at = timezone.now() + timedelta(seconds=min(max(wait, KEY_WAIT[0]), KEY_WAIT[1]))
         job.save(update_fields=["run_at"])
         metrics.KEY_WAITS.labels(job.name).inc()
-    if job.run_at > timezone.now():
-        dispatch(job)
+    dispatch(job)
 
 
 def _context(job: Job) -> JobContext:
